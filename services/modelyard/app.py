@@ -1,0 +1,267 @@
+"""The app factory: one FastAPI app per backend, the same routes for all of them.
+
+Bodies are read and written as bytes with orjson; no pydantic model sits on the hot path (the
+translation core builds plain dicts shaped by the openai SDK's types).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.responses import Response, StreamingResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from . import metrics
+from .backends import Backend
+from .errors import APIError, invalid
+from .translate import (
+    StreamTranslator,
+    chat_to_response,
+    new_response_id,
+    responses_to_chat,
+    upstream_error,
+)
+from .upstream import Upstream, sse_data
+
+log = logging.getLogger("modelyard")
+
+JSON = "application/json"
+SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(body), status_code=status, media_type=JSON, headers=headers)
+
+
+def error_response(err: APIError) -> Response:
+    return json_response(err.body(), err.status, err.headers)
+
+
+def sse_event(event: dict[str, Any]) -> bytes:
+    return b"event: " + event["type"].encode() + b"\ndata: " + orjson.dumps(event) + b"\n\n"
+
+
+async def read_json(request: Request) -> dict[str, Any]:
+    raw = await request.body()
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise invalid(f"The request body is not valid JSON: {exc}", code="invalid_json") from None
+    if not isinstance(body, dict):
+        raise invalid(
+            f"The request body must be a JSON object, got {type(body).__name__}.", code="invalid_type"
+        )
+    return body
+
+
+def create_app(backend: Backend, upstream: Upstream | None = None) -> FastAPI:
+    """Build the adapter app. `upstream` may be injected (tests); by default the backend makes it."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.upstream = upstream or backend.make_upstream()
+        log.info("adapter ready", extra={"backend": backend.name, "upstream": backend.settings.upstream_url})
+        yield
+        await app.state.upstream.aclose()
+
+    app = FastAPI(title=f"modelyard {backend.name} adapter", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.state.backend = backend
+    name = backend.name
+
+    def up(request: Request) -> Upstream:
+        return request.app.state.upstream
+
+    def forward_headers(request: Request) -> dict[str, str]:
+        rid = request.headers.get("x-request-id")
+        return {"x-request-id": rid} if rid else {}
+
+    # -- errors, always in OpenAI's format ------------------------------------------------
+    @app.exception_handler(APIError)
+    async def _api_error(request: Request, err: APIError) -> Response:
+        return error_response(err)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 404:
+            msg = f"Unknown path {request.url.path} on the {name} adapter."
+            return error_response(APIError(404, msg, code="unknown_url"))
+        if exc.status_code == 405:
+            msg = f"Method {request.method} is not allowed on {request.url.path}."
+            return error_response(APIError(405, msg, code="method_not_allowed", type="invalid_request_error"))
+        return error_response(APIError(exc.status_code, str(exc.detail)))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> Response:
+        log.exception("unexpected error", extra={"path": request.url.path})
+        return error_response(
+            APIError(500, "Internal error in the modelyard adapter.", code="internal_error")
+        )
+
+    # -- health -------------------------------------------------------------------------
+    @app.get("/healthz")
+    async def healthz() -> Response:
+        return json_response({"status": "ok", "backend": name})
+
+    @app.get("/readyz")
+    async def readyz(request: Request) -> Response:
+        ok, detail = await backend.ready(up(request))
+        body = {"status": "ready" if ok else "not_ready", "backend": name, "upstream": detail}
+        return json_response(body, 200 if ok else 503)
+
+    @app.get("/metrics")
+    async def metrics_endpoint() -> Response:
+        return Response(metrics.render(), media_type=metrics.CONTENT_TYPE)
+
+    # -- models -------------------------------------------------------------------------
+    @app.get("/v1/models")
+    async def models(request: Request) -> Response:
+        resp = await up(request).request("GET", backend.models_path, headers=forward_headers(request))
+        if resp.status_code != 200:
+            raise upstream_error(resp.status_code, resp.content, backend.options)
+        return Response(resp.content, media_type=JSON)
+
+    # -- chat completions: relayed as they are ------------------------------------------
+    @app.post("/v1/chat/completions")
+    async def chat_completions(request: Request) -> Response:
+        body = await read_json(request)
+        backend.settings.check_model(body)
+        backend.prepare_chat(body)
+        headers = forward_headers(request)
+        with metrics.track(name, "chat"):
+            if body.get("stream"):
+                return await relay_stream(up(request), backend.chat_path, body, headers)
+            resp = await up(request).request("POST", backend.chat_path, body, headers=headers)
+            if resp.status_code != 200:
+                raise upstream_error(resp.status_code, resp.content, backend.options)
+            return Response(resp.content, media_type=JSON)
+
+    # -- responses ----------------------------------------------------------------------
+    @app.post("/v1/responses")
+    async def responses(request: Request) -> Response:
+        body = await read_json(request)
+        backend.settings.check_model(body)
+        headers = forward_headers(request)
+        with metrics.track(name, "responses"):
+            if backend.native_responses:
+                if body.get("stream"):
+                    return await relay_stream(up(request), "/responses", body, headers)
+                resp = await up(request).request("POST", "/responses", body, headers=headers)
+                if resp.status_code != 200:
+                    raise upstream_error(resp.status_code, resp.content, backend.options)
+                return Response(resp.content, media_type=JSON)
+
+            chat = responses_to_chat(body, backend.options)
+            backend.prepare_chat(chat.body)
+            extra = {"x-modelyard-dropped-params": ",".join(chat.dropped)} if chat.dropped else None
+            response_id, created_at = new_response_id(), int(time.time())
+            if body.get("stream"):
+                translator = StreamTranslator(
+                    body, response_id=response_id, created_at=created_at, opts=backend.options
+                )
+                return await translate_stream(
+                    up(request), backend.chat_path, chat.body, headers, translator, extra
+                )
+            resp = await up(request).request("POST", backend.chat_path, chat.body, headers=headers)
+            if resp.status_code != 200:
+                raise upstream_error(resp.status_code, resp.content, backend.options)
+            try:
+                reply = orjson.loads(resp.content)
+            except orjson.JSONDecodeError:
+                raise APIError(
+                    502, "Upstream sent a reply that is not JSON.", code="bad_upstream_reply"
+                ) from None
+            out = chat_to_response(
+                reply, body, response_id=response_id, created_at=created_at, opts=backend.options
+            )
+            return json_response(out, headers=extra)
+
+    async def open_stream(upstream: Upstream, path: str, body: dict[str, Any], headers: dict[str, str]):
+        """Open the upstream stream; an upstream error before the first byte is a plain error reply."""
+        ctx = upstream.stream("POST", path, body, headers=headers)
+        resp = await ctx.__aenter__()
+        if resp.status_code != 200:
+            content = await resp.aread()
+            await ctx.__aexit__(None, None, None)
+            raise upstream_error(resp.status_code, content, backend.options)
+        return ctx, resp
+
+    async def relay_stream(upstream: Upstream, path: str, body: dict[str, Any], headers: dict[str, str]):
+        ctx, resp = await open_stream(upstream, path, body, headers)
+
+        async def gen() -> AsyncIterator[bytes]:
+            try:
+                async for chunk in resp.aiter_raw():
+                    yield chunk
+            except httpx.HTTPError as exc:
+                err = APIError(
+                    502, f"Upstream stream broke off ({type(exc).__name__}).", code="upstream_stream_error"
+                )
+                yield b"data: " + orjson.dumps(err.body()) + b"\n\n"
+            finally:
+                await ctx.__aexit__(None, None, None)
+
+        media = resp.headers.get("content-type", "text/event-stream")
+        return StreamingResponse(gen(), media_type=media, headers=SSE_HEADERS)
+
+    async def translate_stream(
+        upstream: Upstream,
+        path: str,
+        body: dict[str, Any],
+        headers: dict[str, str],
+        translator: StreamTranslator,
+        extra: dict[str, str] | None,
+    ):
+        ctx, resp = await open_stream(upstream, path, body, headers)
+
+        async def gen() -> AsyncIterator[bytes]:
+            try:
+                for event in translator.start():
+                    yield sse_event(event)
+                done = False
+                async for data in sse_data(resp):
+                    if data == b"[DONE]":
+                        done = True
+                        break
+                    chunk = orjson.loads(data)
+                    if "error" in chunk and "choices" not in chunk:
+                        err = upstream_error(500, chunk, backend.options)
+                        for event in translator.fail(err.message):
+                            yield sse_event(event)
+                        return
+                    for event in translator.feed(chunk):
+                        yield sse_event(event)
+                if not done:
+                    for event in translator.fail("Upstream stream ended before it was complete."):
+                        yield sse_event(event)
+                    return
+                for event in translator.finish():
+                    yield sse_event(event)
+            except (httpx.HTTPError, orjson.JSONDecodeError) as exc:
+                for event in translator.fail(f"Upstream stream broke off ({type(exc).__name__})."):
+                    yield sse_event(event)
+            finally:
+                await ctx.__aexit__(None, None, None)
+
+        return StreamingResponse(
+            gen(), media_type="text/event-stream", headers={**SSE_HEADERS, **(extra or {})}
+        )
+
+    return app
+
+
+def factory() -> FastAPI:
+    """uvicorn --factory entry point: the backend named by MODELYARD_BACKEND, settings from env."""
+    import os
+
+    from .backends import load
+    from .config import Settings
+
+    backend_name = os.environ.get("MODELYARD_BACKEND", "vllm")
+    return create_app(load(backend_name, Settings.from_env(backend_name)))

@@ -1,0 +1,146 @@
+"""Adapter settings, read once from the environment (rendered from env.yaml by scripts/render-env)."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import APIError
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "")
+    if raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name, "")
+    if raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if raw == "":
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be true or false, got {raw!r}")
+
+
+def _json_object(env: Mapping[str, str], name: str) -> dict[str, Any]:
+    raw = env.get(name, "")
+    if raw == "":
+        return {}
+    try:
+        value = json.loads(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be a JSON object: {exc}") from None
+    if not isinstance(value, dict):
+        raise ConfigError(f"{name} must be a JSON object, got {type(value).__name__}")
+    return value
+
+
+def _secret(env: Mapping[str, str], name: str) -> str:
+    """A secret from NAME, or from the file named by NAME_FILE (compose secrets)."""
+    path = env.get(f"{name}_FILE", "")
+    if path:
+        try:
+            with open(path, encoding="utf-8") as fh:
+                return fh.read().strip()
+        except OSError as exc:
+            raise ConfigError(f"{name}_FILE: cannot read {path}: {exc.strerror}") from None
+    return env.get(name, "")
+
+
+@dataclass(frozen=True)
+class Settings:
+    backend: str
+    upstream_url: str
+    api_key: str = field(default="", repr=False)  # never printed
+    model: str = ""  # the pinned policy model ("" = whatever the client asks for)
+    model_policy: str = "validate"  # validate: other models get a 404; override: rewritten
+    connect_timeout: float = 5.0
+    read_timeout: float = 600.0
+    max_connections: int = 1000
+    port: int = 8000
+    workers: int = 1
+    log_level: str = "info"
+    readiness_ttl: float = 2.0
+    tolerate_params: frozenset[str] = frozenset()
+    chat_template_kwargs: dict[str, Any] = field(default_factory=dict)
+    extra_body: dict[str, Any] = field(default_factory=dict)
+    developer_role: str = "system"
+    return_token_ids: bool = False
+    env: Mapping[str, str] = field(default_factory=dict, repr=False)  # backend-specific extras
+
+    @classmethod
+    def from_env(cls, backend: str, env: Mapping[str, str] | None = None) -> Settings:
+        env = dict(os.environ if env is None else env)
+        url = env.get("MODELYARD_UPSTREAM_URL", "").rstrip("/")
+        if not url:
+            raise ConfigError(f"MODELYARD_UPSTREAM_URL is required for the {backend} adapter")
+        if not url.startswith(("http://", "https://")):
+            raise ConfigError(f"MODELYARD_UPSTREAM_URL must start with http:// or https://, got {url!r}")
+        policy = env.get("MODELYARD_MODEL_POLICY", "validate") or "validate"
+        if policy not in ("validate", "override"):
+            raise ConfigError(f"MODELYARD_MODEL_POLICY must be validate or override, got {policy!r}")
+        role = env.get("MODELYARD_DEVELOPER_ROLE", "") or "system"
+        if role not in ("system", "developer"):
+            raise ConfigError(f"MODELYARD_DEVELOPER_ROLE must be system or developer, got {role!r}")
+        tolerate = frozenset(
+            p.strip() for p in env.get("MODELYARD_TOLERATE_PARAMS", "").split(",") if p.strip()
+        )
+        return cls(
+            backend=backend,
+            upstream_url=url,
+            api_key=_secret(env, "MODELYARD_UPSTREAM_API_KEY"),
+            model=env.get("MODELYARD_MODEL", ""),
+            model_policy=policy,
+            connect_timeout=_float(env, "MODELYARD_CONNECT_TIMEOUT", 5.0),
+            read_timeout=_float(env, "MODELYARD_READ_TIMEOUT", 600.0),
+            max_connections=_int(env, "MODELYARD_MAX_CONNECTIONS", 1000),
+            port=_int(env, "MODELYARD_PORT", 8000),
+            workers=_int(env, "MODELYARD_WORKERS", 1),
+            log_level=env.get("MODELYARD_LOG_LEVEL", "info") or "info",
+            readiness_ttl=_float(env, "MODELYARD_READINESS_TTL", 2.0),
+            tolerate_params=tolerate,
+            chat_template_kwargs=_json_object(env, "MODELYARD_CHAT_TEMPLATE_KWARGS"),
+            extra_body=_json_object(env, "MODELYARD_EXTRA_BODY"),
+            developer_role=role,
+            return_token_ids=_bool(env, "MODELYARD_RETURN_TOKEN_IDS", False),
+            env=env,
+        )
+
+    def check_model(self, body: dict[str, Any]) -> None:
+        """Apply the model pin to a request body in place, so a rollout cannot silently hit another model."""
+        if not self.model:
+            return
+        asked = body.get("model")
+        if asked in (None, "", self.model) or self.model_policy == "override":
+            body["model"] = self.model
+            return
+        raise APIError(
+            404,
+            f"The model '{asked}' is not served here: this stack is pinned to '{self.model}'.",
+            param="model",
+            code="model_not_found",
+        )
