@@ -24,7 +24,10 @@ def engine_argv() -> list[str]:
     spec = importlib.util.spec_from_loader(loader.name, loader)
     module = importlib.util.module_from_spec(spec)
     loader.exec_module(module)
-    return module.build_args(os.environ)
+    # The CPU engine's own flags come first, so VLLM_EXTRA_ARGS can still override them.
+    env = dict(os.environ)
+    env["VLLM_EXTRA_ARGS"] = f"{env.get('VLLM_CPU_ARGS', '')} {env.get('VLLM_EXTRA_ARGS', '')}".strip()
+    return module.build_args(env)
 
 
 def call(url: str, body: dict | None = None, timeout: float = 5) -> int:

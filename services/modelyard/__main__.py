@@ -15,9 +15,7 @@ from .config import ConfigError, Settings
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="modelyard", description=__doc__)
-    parser.add_argument(
-        "backend", nargs="?", default=os.environ.get("MODELYARD_BACKEND", "vllm"), choices=NAMES
-    )
+    parser.add_argument("backend", nargs="?", default=os.environ.get("MODELYARD_BACKEND", "vllm"), choices=NAMES)
     parser.add_argument("--host", default=os.environ.get("MODELYARD_HOST", "0.0.0.0"))
     args = parser.parse_args(argv)
     os.environ["MODELYARD_BACKEND"] = args.backend

@@ -55,9 +55,7 @@ async def read_json(request: Request) -> dict[str, Any]:
     except orjson.JSONDecodeError as exc:
         raise invalid(f"The request body is not valid JSON: {exc}", code="invalid_json") from None
     if not isinstance(body, dict):
-        raise invalid(
-            f"The request body must be a JSON object, got {type(body).__name__}.", code="invalid_type"
-        )
+        raise invalid(f"The request body must be a JSON object, got {type(body).__name__}.", code="invalid_type")
     return body
 
 
@@ -100,9 +98,7 @@ def create_app(backend: Backend, upstream: Upstream | None = None) -> FastAPI:
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unexpected error", extra={"path": request.url.path})
-        return error_response(
-            APIError(500, "Internal error in the modelyard adapter.", code="internal_error")
-        )
+        return error_response(APIError(500, "Internal error in the modelyard adapter.", code="internal_error"))
 
     # -- health -------------------------------------------------------------------------
     @app.get("/healthz")
@@ -165,21 +161,15 @@ def create_app(backend: Backend, upstream: Upstream | None = None) -> FastAPI:
                 translator = StreamTranslator(
                     body, response_id=response_id, created_at=created_at, opts=backend.options
                 )
-                return await translate_stream(
-                    up(request), backend.chat_path, chat.body, headers, translator, extra
-                )
+                return await translate_stream(up(request), backend.chat_path, chat.body, headers, translator, extra)
             resp = await up(request).request("POST", backend.chat_path, chat.body, headers=headers)
             if resp.status_code != 200:
                 raise upstream_error(resp.status_code, resp.content, backend.options)
             try:
                 reply = orjson.loads(resp.content)
             except orjson.JSONDecodeError:
-                raise APIError(
-                    502, "Upstream sent a reply that is not JSON.", code="bad_upstream_reply"
-                ) from None
-            out = chat_to_response(
-                reply, body, response_id=response_id, created_at=created_at, opts=backend.options
-            )
+                raise APIError(502, "Upstream sent a reply that is not JSON.", code="bad_upstream_reply") from None
+            out = chat_to_response(reply, body, response_id=response_id, created_at=created_at, opts=backend.options)
             return json_response(out, headers=extra)
 
     async def open_stream(upstream: Upstream, path: str, body: dict[str, Any], headers: dict[str, str]):
@@ -200,9 +190,7 @@ def create_app(backend: Backend, upstream: Upstream | None = None) -> FastAPI:
                 async for chunk in resp.aiter_raw():
                     yield chunk
             except httpx.HTTPError as exc:
-                err = APIError(
-                    502, f"Upstream stream broke off ({type(exc).__name__}).", code="upstream_stream_error"
-                )
+                err = APIError(502, f"Upstream stream broke off ({type(exc).__name__}).", code="upstream_stream_error")
                 yield b"data: " + orjson.dumps(err.body()) + b"\n\n"
             finally:
                 await ctx.__aexit__(None, None, None)
@@ -249,9 +237,7 @@ def create_app(backend: Backend, upstream: Upstream | None = None) -> FastAPI:
             finally:
                 await ctx.__aexit__(None, None, None)
 
-        return StreamingResponse(
-            gen(), media_type="text/event-stream", headers={**SSE_HEADERS, **(extra or {})}
-        )
+        return StreamingResponse(gen(), media_type="text/event-stream", headers={**SSE_HEADERS, **(extra or {})})
 
     return app
 

@@ -106,9 +106,7 @@ class Settings:
         role = env.get("MODELYARD_DEVELOPER_ROLE", "") or "system"
         if role not in ("system", "developer"):
             raise ConfigError(f"MODELYARD_DEVELOPER_ROLE must be system or developer, got {role!r}")
-        tolerate = frozenset(
-            p.strip() for p in env.get("MODELYARD_TOLERATE_PARAMS", "").split(",") if p.strip()
-        )
+        tolerate = frozenset(p.strip() for p in env.get("MODELYARD_TOLERATE_PARAMS", "").split(",") if p.strip())
         return cls(
             backend=backend,
             upstream_url=url,

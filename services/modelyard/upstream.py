@@ -65,13 +65,9 @@ class Upstream:
         try:
             return await self.client.send(self._request(method, path, body, headers, params))
         except httpx.TimeoutException as exc:
-            raise APIError(
-                504, f"Upstream timed out ({type(exc).__name__}).", code="upstream_timeout"
-            ) from None
+            raise APIError(504, f"Upstream timed out ({type(exc).__name__}).", code="upstream_timeout") from None
         except httpx.TransportError as exc:
-            raise APIError(
-                502, f"Upstream unreachable ({type(exc).__name__}).", code="upstream_unreachable"
-            ) from None
+            raise APIError(502, f"Upstream unreachable ({type(exc).__name__}).", code="upstream_unreachable") from None
 
     @asynccontextmanager
     async def stream(
@@ -87,13 +83,9 @@ class Upstream:
         try:
             resp = await self.client.send(self._request(method, path, body, headers, params), stream=True)
         except httpx.TimeoutException as exc:
-            raise APIError(
-                504, f"Upstream timed out ({type(exc).__name__}).", code="upstream_timeout"
-            ) from None
+            raise APIError(504, f"Upstream timed out ({type(exc).__name__}).", code="upstream_timeout") from None
         except httpx.TransportError as exc:
-            raise APIError(
-                502, f"Upstream unreachable ({type(exc).__name__}).", code="upstream_unreachable"
-            ) from None
+            raise APIError(502, f"Upstream unreachable ({type(exc).__name__}).", code="upstream_unreachable") from None
         try:
             yield resp
         finally:

@@ -28,9 +28,7 @@ def test_readyz_turns_ready_only_after_the_engine_is_up(stack: Stack, model: str
         assert http.get("/vllm/readyz").status_code == 200
         stopped = stack.compose_cmd("stop", "vllm-cpu")
         assert stopped.returncode == 0, stopped.stderr
-        wait_for(
-            lambda: http.get("/vllm/readyz").status_code == 503, 15, "readyz 503 after the engine stopped"
-        )
+        wait_for(lambda: http.get("/vllm/readyz").status_code == 503, 15, "readyz 503 after the engine stopped")
         body = http.get("/vllm/readyz").json()
         assert body["status"] == "not_ready"
         # While the engine is down a request fails fast with an OpenAI-format 502, no hang.
@@ -40,9 +38,7 @@ def test_readyz_turns_ready_only_after_the_engine_is_up(stack: Stack, model: str
         started = stack.compose_cmd("start", "vllm-cpu")
         assert started.returncode == 0, started.stderr
         # vLLM answers /health before its warm-up; readyz may turn ready then, and must stay ready.
-        wait_for(
-            lambda: http.get("/vllm/readyz").status_code == 200, 300, "readyz 200 after the engine restarted"
-        )
+        wait_for(lambda: http.get("/vllm/readyz").status_code == 200, 300, "readyz 200 after the engine restarted")
         resp = http.post("/v1/responses", json={"model": model, "input": "Hi", "max_output_tokens": 4})
         assert resp.status_code == 200, resp.text
         assert resp.json()["status"] in ("completed", "incomplete")
