@@ -26,7 +26,6 @@ from .translate import (
     chat_to_response,
     new_response_id,
     responses_to_chat,
-    upstream_error,
 )
 from .upstream import Upstream, sse_data
 
@@ -80,6 +79,23 @@ def create_app(backend: Backend, upstream: Upstream | None = None) -> FastAPI:
         rid = request.headers.get("x-request-id")
         return {"x-request-id": rid} if rid else {}
 
+    async def call(
+        request: Request,
+        method: str,
+        path: str,
+        body: Any = None,
+        headers: dict[str, str] | None = None,
+        params: Any = None,
+    ) -> httpx.Response:
+        """Send upstream and read the reply; an upstream error becomes an OpenAI-format error."""
+        resp = await up(request).request(method, path, body, headers=headers, params=params)
+        if resp.status_code != 200:
+            raise backend.error(resp.status_code, resp.content)
+        err = backend.reply_error(resp.content)
+        if err:
+            raise err
+        return resp
+
     # -- errors, always in OpenAI's format ------------------------------------------------
     @app.exception_handler(APIError)
     async def _api_error(request: Request, err: APIError) -> Response:
@@ -118,9 +134,7 @@ def create_app(backend: Backend, upstream: Upstream | None = None) -> FastAPI:
     # -- models -------------------------------------------------------------------------
     @app.get("/v1/models")
     async def models(request: Request) -> Response:
-        resp = await up(request).request("GET", backend.models_path, headers=forward_headers(request))
-        if resp.status_code != 200:
-            raise upstream_error(resp.status_code, resp.content, backend.options)
+        resp = await call(request, "GET", backend.models_path, headers=forward_headers(request))
         return Response(resp.content, media_type=JSON)
 
     # -- chat completions: relayed as they are ------------------------------------------
@@ -132,10 +146,8 @@ def create_app(backend: Backend, upstream: Upstream | None = None) -> FastAPI:
         headers = forward_headers(request)
         with metrics.track(name, "chat"):
             if body.get("stream"):
-                return await relay_stream(up(request), backend.chat_path, body, headers)
-            resp = await up(request).request("POST", backend.chat_path, body, headers=headers)
-            if resp.status_code != 200:
-                raise upstream_error(resp.status_code, resp.content, backend.options)
+                return await relay_stream(up(request), backend.chat_url(body), body, headers)
+            resp = await call(request, "POST", backend.chat_url(body), body, headers)
             return Response(resp.content, media_type=JSON)
 
     # -- responses ----------------------------------------------------------------------
@@ -146,14 +158,15 @@ def create_app(backend: Backend, upstream: Upstream | None = None) -> FastAPI:
         headers = forward_headers(request)
         with metrics.track(name, "responses"):
             if backend.native_responses:
+                backend.prepare_responses(body)
                 if body.get("stream"):
-                    return await relay_stream(up(request), "/responses", body, headers)
-                resp = await up(request).request("POST", "/responses", body, headers=headers)
-                if resp.status_code != 200:
-                    raise upstream_error(resp.status_code, resp.content, backend.options)
+                    return await relay_stream(up(request), backend.responses_path, body, headers)
+                resp = await call(request, "POST", backend.responses_path, body, headers)
                 return Response(resp.content, media_type=JSON)
 
+            extras = backend.take_extras(body)
             chat = responses_to_chat(body, backend.options)
+            chat.body.update(extras)
             backend.prepare_chat(chat.body)
             extra = {"x-modelyard-dropped-params": ",".join(chat.dropped)} if chat.dropped else None
             response_id, created_at = new_response_id(), int(time.time())
@@ -161,10 +174,9 @@ def create_app(backend: Backend, upstream: Upstream | None = None) -> FastAPI:
                 translator = StreamTranslator(
                     body, response_id=response_id, created_at=created_at, opts=backend.options
                 )
-                return await translate_stream(up(request), backend.chat_path, chat.body, headers, translator, extra)
-            resp = await up(request).request("POST", backend.chat_path, chat.body, headers=headers)
-            if resp.status_code != 200:
-                raise upstream_error(resp.status_code, resp.content, backend.options)
+                path = backend.chat_url(chat.body)
+                return await translate_stream(up(request), path, chat.body, headers, translator, extra)
+            resp = await call(request, "POST", backend.chat_url(chat.body), chat.body, headers)
             try:
                 reply = orjson.loads(resp.content)
             except orjson.JSONDecodeError:
@@ -172,18 +184,55 @@ def create_app(backend: Backend, upstream: Upstream | None = None) -> FastAPI:
             out = chat_to_response(reply, body, response_id=response_id, created_at=created_at, opts=backend.options)
             return json_response(out, headers=extra)
 
-    async def open_stream(upstream: Upstream, path: str, body: dict[str, Any], headers: dict[str, str]):
+    # -- stored responses: relayed where the upstream keeps them (OpenAI, Azure) ----------------
+    @app.api_route("/v1/responses/{response_id}", methods=["GET", "DELETE"])
+    async def stored_response(request: Request, response_id: str) -> Response:
+        return await relay_stored(request, f"/{response_id}")
+
+    @app.post("/v1/responses/{response_id}/cancel")
+    async def cancel_response(request: Request, response_id: str) -> Response:
+        return await relay_stored(request, f"/{response_id}/cancel")
+
+    @app.get("/v1/responses/{response_id}/input_items")
+    async def response_input_items(request: Request, response_id: str) -> Response:
+        return await relay_stored(request, f"/{response_id}/input_items")
+
+    async def relay_stored(request: Request, sub: str) -> Response:
+        if not (backend.native_responses and backend.stored_responses):
+            msg = f"The {name} backend does not store responses: send the whole conversation as input instead."
+            raise APIError(404, msg, code="response_not_found")
+        path, params, headers = backend.responses_path + sub, request.query_params, forward_headers(request)
+        if request.method == "GET" and params.get("stream") == "true":  # resume a background stream
+            return await relay_stream(up(request), path, None, headers, method="GET", params=params)
+        resp = await call(request, request.method, path, None, headers, params)
+        return Response(resp.content, media_type=JSON)
+
+    async def open_stream(
+        upstream: Upstream,
+        path: str,
+        body: dict[str, Any] | None,
+        headers: dict[str, str],
+        method: str = "POST",
+        params: Any = None,
+    ):
         """Open the upstream stream; an upstream error before the first byte is a plain error reply."""
-        ctx = upstream.stream("POST", path, body, headers=headers)
+        ctx = upstream.stream(method, path, body, headers=headers, params=params)
         resp = await ctx.__aenter__()
         if resp.status_code != 200:
             content = await resp.aread()
             await ctx.__aexit__(None, None, None)
-            raise upstream_error(resp.status_code, content, backend.options)
+            raise backend.error(resp.status_code, content)
         return ctx, resp
 
-    async def relay_stream(upstream: Upstream, path: str, body: dict[str, Any], headers: dict[str, str]):
-        ctx, resp = await open_stream(upstream, path, body, headers)
+    async def relay_stream(
+        upstream: Upstream,
+        path: str,
+        body: dict[str, Any] | None,
+        headers: dict[str, str],
+        method: str = "POST",
+        params: Any = None,
+    ):
+        ctx, resp = await open_stream(upstream, path, body, headers, method, params)
 
         async def gen() -> AsyncIterator[bytes]:
             try:
@@ -218,8 +267,8 @@ def create_app(backend: Backend, upstream: Upstream | None = None) -> FastAPI:
                         done = True
                         break
                     chunk = orjson.loads(data)
-                    if "error" in chunk and "choices" not in chunk:
-                        err = upstream_error(500, chunk, backend.options)
+                    if chunk.get("error"):  # OpenRouter sends it with choices (finish_reason "error")
+                        err = backend.error(500, chunk)
                         for event in translator.fail(err.message):
                             yield sse_event(event)
                         return

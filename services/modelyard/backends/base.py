@@ -2,20 +2,32 @@
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any, ClassVar
 
+import httpx
+import orjson
+
 from ..config import Settings
-from ..translate import TranslateOptions
+from ..errors import APIError
+from ..translate import TranslateOptions, upstream_error
 from ..upstream import Upstream
+
+# A key as providers echo it back masked ("sk-abc*****wxyz"): never passed on to the client.
+_MASKED_KEY = re.compile(r"[\w-]*\*{4,}[\w-]*")
 
 
 class Backend:
     name: ClassVar[str] = "base"
     chat_path: ClassVar[str] = "/chat/completions"
     models_path: ClassVar[str] = "/models"
-    # Set where the upstream serves the Responses API itself and we relay it as it is.
-    native_responses: ClassVar[bool] = False
+    responses_path: ClassVar[str] = "/responses"
+    # Set where the upstream serves the Responses API itself and we relay it as it is (a backend may
+    # set it per instance, from its settings).
+    native_responses: bool = False
+    # Set where the upstream also keeps responses: GET/DELETE /v1/responses/{id}, cancel, input_items.
+    stored_responses: bool = False
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -35,16 +47,60 @@ class Backend:
             tolerate_params=self.settings.tolerate_params, developer_role=self.settings.developer_role
         )
 
-    def make_upstream(self) -> Upstream:
+    def base_url(self) -> str:
+        return self.settings.upstream_url
+
+    def make_upstream(self, transport: httpx.AsyncBaseTransport | None = None) -> Upstream:
         s = self.settings
         return Upstream(
-            s.upstream_url,
+            self.base_url(),
             headers=self.headers(),
             params=self.params(),
             connect_timeout=s.connect_timeout,
             read_timeout=s.read_timeout,
             max_connections=s.max_connections,
+            transport=transport,
         )
+
+    def chat_url(self, body: dict[str, Any]) -> str:
+        """The chat completions path for this request (Azure's dated form names the deployment in it)."""
+        return self.chat_path
+
+    def prepare_responses(self, body: dict[str, Any]) -> None:
+        """Last touches on a Responses request relayed natively (a backend's quirks, refusals)."""
+
+    def take_extras(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Backend-specific fields popped from a Responses request before translation, set on the chat request."""
+        return {}
+
+    # -- what comes back ---------------------------------------------------------------------
+    def secrets(self) -> list[str]:
+        return [self.settings.api_key]
+
+    def redact(self, text: str) -> str:
+        for secret in self.secrets():
+            if secret:
+                text = text.replace(secret, "[redacted]")
+        return _MASKED_KEY.sub("[redacted]", text)
+
+    def error(self, status: int, content: bytes | dict[str, Any]) -> APIError:
+        """An upstream error in OpenAI's format, with any key the upstream echoed taken out."""
+        err = upstream_error(status, content, self.options)
+        err.message = self.redact(err.message)
+        return err
+
+    def reply_error(self, content: bytes) -> APIError | None:
+        """An error an upstream sent with status 200 (OpenRouter does, once a model has started)."""
+        return None
+
+    @staticmethod
+    def loads(content: bytes | dict[str, Any]) -> Any:
+        if isinstance(content, dict):
+            return content
+        try:
+            return orjson.loads(content)
+        except orjson.JSONDecodeError:
+            return None
 
     def prepare_chat(self, body: dict[str, Any]) -> None:
         """Last touches on a chat request before it goes upstream (configured extras)."""

@@ -1,4 +1,4 @@
-"""OpenAI: the Responses API is native upstream, so it is relayed as it is."""
+"""OpenAI: the Responses API is native upstream, so it is relayed as it is, stored responses included."""
 
 from __future__ import annotations
 
@@ -8,8 +8,10 @@ from .base import Backend
 class OpenAI(Backend):
     name = "openai"
     native_responses = True
+    stored_responses = True  # GET/DELETE /responses/{id}, /cancel, /input_items
 
     def headers(self) -> dict[str, str]:
+        # The header names the openai SDK sends for OpenAI(organization=..., project=...).
         headers = super().headers()
         for var, header in (
             ("OPENAI_ORGANIZATION", "openai-organization"),
