@@ -236,7 +236,7 @@ def create_app(backend: Backend, upstream: Upstream | None = None) -> FastAPI:
 
         async def gen() -> AsyncIterator[bytes]:
             try:
-                async for chunk in resp.aiter_raw():
+                async for chunk in resp.aiter_bytes():
                     yield chunk
             except httpx.HTTPError as exc:
                 err = APIError(502, f"Upstream stream broke off ({type(exc).__name__}).", code="upstream_stream_error")
