@@ -1,0 +1,504 @@
+"""Responses request -> Chat Completions request.
+
+Every client mistake is a 400 naming its `param`. What a chat upstream cannot do is refused by name as
+well (`unsupported`), unless the backend tolerates it: then it is dropped and reported in
+`ChatRequest.dropped`. Nothing is dropped silently. Decisions worth knowing:
+
+- A param set to null counts as absent.
+- `store`: accepted either way; nothing is ever stored, so the Response says `store: false`.
+- `reasoning.summary`: accepted; the model's reasoning comes back in full as `reasoning_text` content,
+  with an empty `summary`.
+- `include`: `message.output_text.logprobs` turns logprobs on; `reasoning.encrypted_content` is
+  unsupported (there is nothing to encrypt); the other values concern built-in tools or inputs and are no-ops.
+- `service_tier`, `prompt_cache_key`, `safety_identifier`, `user`: passed on under the same chat names;
+  the upstream honours or refuses them.
+- Reasoning items from earlier turns: see `TranslateOptions.reasoning_history`.
+- Assistant history: text parts are joined into one string, a refusal is sent as what the assistant said;
+  consecutive function calls (and the assistant message just before them) become one assistant message.
+- An empty `input` list is fine as long as something (instructions) is sent.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from ..errors import APIError, invalid, unsupported
+from .options import ChatRequest, TranslateOptions
+from .schema import check_schema
+
+_EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh", "max")
+_SUMMARIES = ("auto", "concise", "detailed")
+_TOOL_CHOICES = ("auto", "none", "required")
+_LOGPROBS_INCLUDE = "message.output_text.logprobs"
+# `include` values that concern built-in tools or echoing inputs: nothing to add here.
+_NOOP_INCLUDES = frozenset(
+    {
+        "file_search_call.results",
+        "web_search_call.results",
+        "web_search_call.action.sources",
+        "message.input_image.image_url",
+        "computer_call_output.output.image_url",
+        "code_interpreter_call.outputs",
+    }
+)
+# Params a chat upstream has no counterpart for: refused when set (not null, not false).
+_UNSUPPORTED = {
+    "background": "responses run in the foreground only",
+    "previous_response_id": "nothing is stored; send the whole conversation as input",
+    "conversation": "nothing is stored; send the whole conversation as input",
+    "prompt": "stored prompt templates are not available",
+    "max_tool_calls": "built-in tools are not available",
+    "context_management": "server-side context management is not available",
+    "prompt_cache_retention": "prompt cache retention cannot be set",
+    "prompt_cache_options": "prompt cache options cannot be set",
+    "moderation": "moderation is not available",
+}
+# Item and tool types of the Responses API that belong to its built-in tools or stored state: refused by
+# name (or dropped where tolerated). Any other type is a client error.
+_BUILT_IN_ITEMS = frozenset(
+    {
+        "item_reference", "additional_tools", "apply_patch_call", "apply_patch_call_output", "code_interpreter_call",
+        "compaction", "compaction_trigger", "computer_call", "computer_call_output", "custom_tool_call",
+        "custom_tool_call_output", "file_search_call", "image_generation_call", "local_shell_call",
+        "local_shell_call_output", "mcp_approval_request", "mcp_approval_response", "mcp_call", "mcp_list_tools",
+        "program", "program_output", "shell_call", "shell_call_output", "tool_search_call", "tool_search_output",
+        "web_search_call",
+    }
+)  # fmt: skip
+_BUILT_IN_TOOLS = frozenset(
+    {
+        "apply_patch", "code_interpreter", "computer", "computer_use_preview", "custom", "file_search",
+        "image_generation", "local_shell", "mcp", "namespace", "programmatic_tool_calling", "shell", "tool_search",
+        "web_search", "web_search_2025_08_26", "web_search_preview", "web_search_preview_2025_03_11",
+    }
+)  # fmt: skip
+_FUNCTION_TOOL_KEYS = frozenset({"type", "name", "description", "parameters", "strict"})
+_INDEX = re.compile(r"\[\d+\]")
+# Handled once the rest is known (the messages; tool_choice needs the tools).
+_LATER = ("model", "input", "instructions", "tool_choice")
+
+
+def responses_to_chat(request: dict[str, Any], opts: TranslateOptions) -> ChatRequest:
+    """Translate a Responses API request body; raises APIError (400) on invalid or unsupported input."""
+    return _Translation(opts).run(request)
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return "an object"
+
+
+def _type_error(param: str, expected: str, value: Any) -> APIError:
+    msg = f"Invalid type for '{param}': expected {expected}, but got {_json_type(value)} instead."
+    return invalid(msg, param, "invalid_type")
+
+
+def _missing(param: str) -> APIError:
+    return invalid(f"Missing required parameter: '{param}'.", param, "missing_required_parameter")
+
+
+def _str(value: Any, param: str) -> str:
+    if not isinstance(value, str):
+        raise _type_error(param, "a string", value)
+    return value
+
+
+def _number(value: Any, param: str, low: float, high: float) -> float:
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        raise _type_error(param, "a number", value)
+    if not low <= value <= high:
+        raise invalid(f"Invalid '{param}': {value} is not between {low:g} and {high:g}.", param)
+    return value
+
+
+def _int(value: Any, param: str, low: int, high: int | None = None) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise _type_error(param, "an integer", value)
+    if value < low or (high is not None and value > high):
+        bound = f"at least {low}" if high is None else f"between {low} and {high}"
+        raise invalid(f"Invalid '{param}': {value} is not {bound}.", param)
+    return value
+
+
+def _bool(value: Any, param: str) -> bool:
+    if not isinstance(value, bool):
+        raise _type_error(param, "a boolean", value)
+    return value
+
+
+def _object(value: Any, param: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise _type_error(param, "an object", value)
+    return value
+
+
+def _list(value: Any, param: str) -> list[Any]:
+    if not isinstance(value, list):
+        raise _type_error(param, "an array", value)
+    return value
+
+
+def _function_call(item: dict[str, Any], p: str) -> dict[str, Any]:
+    for key in ("call_id", "name", "arguments"):
+        if item.get(key) is None:
+            raise _missing(f"{p}.{key}")
+    name, arguments = _str(item["name"], f"{p}.name"), _str(item["arguments"], f"{p}.arguments")
+    return {
+        "id": _str(item["call_id"], f"{p}.call_id"),
+        "type": "function",
+        "function": {"name": name, "arguments": arguments},
+    }
+
+
+def _reasoning_text(item: dict[str, Any], p: str) -> str:
+    """The text of an earlier turn's reasoning item: its full content, else its summary."""
+    texts = []
+    for key in ("content", "summary"):
+        parts = item.get(key)
+        if parts is None:
+            continue
+        for j, part in enumerate(_list(parts, f"{p}.{key}")):
+            texts.append(_str(_object(part, f"{p}.{key}[{j}]").get("text"), f"{p}.{key}[{j}].text"))
+        if texts:
+            break
+    return "\n\n".join(texts)
+
+
+class _Translation:
+    def __init__(self, opts: TranslateOptions) -> None:
+        self.opts = opts
+        self.dropped: list[str] = []
+
+    def refuse(self, param: str, why: str) -> None:
+        """Refuse `param` with a 400, or drop and report it where the backend tolerates it."""
+        key = _INDEX.sub("", param)
+        if key in self.opts.tolerate_params:
+            self.dropped.append(param)
+            return
+        raise unsupported(param, f"{why} (the adapter can be configured to drop it: tolerate '{key}').")
+
+    # -- the request -------------------------------------------------------------------------
+    def run(self, request: Any) -> ChatRequest:
+        request = _object(request, "body")
+        model = request.get("model")
+        if model is None:
+            raise _missing("model")
+        messages: list[dict[str, Any]] = []  # filled in once the rest is checked
+        body: dict[str, Any] = {"model": _str(model, "model"), "messages": messages}
+        logprobs = False
+        for key, value in request.items():
+            if value is None or key in _LATER:
+                continue
+            if key == "tools":
+                tools = self.tools(value)
+                if tools:
+                    body["tools"] = tools
+            elif key == "parallel_tool_calls":
+                _bool(value, key)
+            elif key == "max_output_tokens":
+                body[self.opts.max_tokens_param] = _int(value, key, 1)
+            elif key == "temperature":
+                body["temperature"] = _number(value, key, 0, 2)
+            elif key == "top_p":
+                body["top_p"] = _number(value, key, 0, 1)
+            elif key == "top_logprobs":
+                body["top_logprobs"] = _int(value, key, 0, 20)
+                logprobs = True
+            elif key == "text":
+                self.text(value, body)
+            elif key == "reasoning":
+                self.reasoning(value, body)
+            elif key == "metadata":
+                self.metadata(value)
+            elif key == "include":
+                logprobs = self.include(value) or logprobs
+            elif key == "stream":
+                if _bool(value, key):
+                    body["stream"] = True
+                    body["stream_options"] = {"include_usage": True}
+            elif key == "stream_options":
+                _object(value, key)  # only include_obfuscation, which applies to no event sent here
+            elif key == "store":
+                _bool(value, key)  # nothing is stored either way; the Response says store: false
+            elif key == "truncation":
+                if value == "auto":
+                    self.refuse(key, "the input is never truncated to fit")
+                elif value != "disabled":
+                    raise invalid(f"Invalid value for 'truncation': {value!r}; use 'disabled'.", key)
+            elif key in ("user", "service_tier", "prompt_cache_key", "safety_identifier"):
+                body[key] = _str(value, key)
+            elif key in _UNSUPPORTED:
+                if value is not False:
+                    self.refuse(key, _UNSUPPORTED[key])
+            elif key in self.opts.tolerate_params:
+                self.dropped.append(key)
+            else:
+                raise invalid(f"Unknown parameter: '{key}'.", key, "unknown_parameter")
+
+        instructions = request.get("instructions")
+        if isinstance(instructions, str):
+            messages.append({"role": "system", "content": instructions})
+        elif instructions is not None:
+            messages.extend(self.items(_list(instructions, "instructions"), "instructions"))
+        value = request.get("input")
+        if isinstance(value, str):
+            messages.append({"role": "user", "content": value})
+        elif value is not None:
+            messages.extend(self.items(_list(value, "input"), "input"))
+        if not messages:
+            raise invalid("The request has no input: send 'input' (or 'instructions').", "input", "empty_input")
+
+        if request.get("tool_choice") is not None:
+            self.tool_choice(request["tool_choice"], body)
+        if "tools" in body and request.get("parallel_tool_calls") is not None:
+            body["parallel_tool_calls"] = request["parallel_tool_calls"]
+        if logprobs:
+            body["logprobs"] = True
+        return ChatRequest(body, self.dropped)
+
+    # -- tools -------------------------------------------------------------------------------
+    def tools(self, value: Any) -> list[dict[str, Any]]:
+        out = []
+        for i, tool in enumerate(_list(value, "tools")):
+            p = f"tools[{i}]"
+            tool = _object(tool, p)
+            kind = tool.get("type")
+            if kind is None:
+                raise _missing(f"{p}.type")
+            if _str(kind, f"{p}.type") in _BUILT_IN_TOOLS:
+                self.refuse(f"{p}.type", f"built-in tool '{kind}' is not available; only function tools are")
+                continue
+            if kind != "function":
+                raise invalid(f"Invalid value for '{p}.type': {kind!r} is not a tool type.", f"{p}.type")
+            if tool.get("name") is None:
+                raise _missing(f"{p}.name")
+            function: dict[str, Any] = {"name": _str(tool["name"], f"{p}.name")}
+            if not function["name"]:
+                raise invalid(f"Invalid '{p}.name': empty string.", f"{p}.name")
+            if tool.get("description") is not None:
+                function["description"] = _str(tool["description"], f"{p}.description")
+            if tool.get("parameters") is not None:
+                check_schema(tool["parameters"], f"{p}.parameters")
+                function["parameters"] = tool["parameters"]
+            if tool.get("strict") is not None:
+                function["strict"] = _bool(tool["strict"], f"{p}.strict")
+            for key, extra in tool.items():
+                if key not in _FUNCTION_TOOL_KEYS and extra not in (None, False):
+                    self.refuse(f"{p}.{key}", "function tool options beyond name, description, parameters and strict")
+            out.append({"type": "function", "function": function})
+        return out
+
+    def tool_choice(self, value: Any, body: dict[str, Any]) -> None:
+        names = {t["function"]["name"] for t in body.get("tools", ())}
+        if isinstance(value, str):
+            if value not in _TOOL_CHOICES:
+                raise invalid(f"Invalid value for 'tool_choice': {value!r}; use auto, none or required.", "tool_choice")
+            if value == "required" and not names:
+                raise invalid("tool_choice 'required' needs function tools in 'tools'.", "tool_choice")
+            if names:
+                body["tool_choice"] = value
+            return
+        kind = _object(value, "tool_choice").get("type")
+        if kind != "function":
+            self.refuse("tool_choice", f"tool_choice of type {kind!r} (only auto, none, required and function)")
+            return
+        if value.get("name") is None:
+            raise _missing("tool_choice.name")
+        name = _str(value["name"], "tool_choice.name")
+        if name not in names:
+            raise invalid(f"tool_choice names function {name!r}, which is not in 'tools'.", "tool_choice.name")
+        body["tool_choice"] = {"type": "function", "function": {"name": name}}
+
+    # -- output options ----------------------------------------------------------------------
+    def text(self, value: Any, body: dict[str, Any]) -> None:
+        for key, setting in _object(value, "text").items():
+            if setting is None:
+                continue
+            if key == "verbosity":
+                self.refuse("text.verbosity", "output verbosity cannot be set")
+            elif key != "format":
+                raise invalid(f"Unknown parameter: 'text.{key}'.", f"text.{key}", "unknown_parameter")
+        fmt = value.get("format")
+        if fmt is None:
+            return
+        kind = _object(fmt, "text.format").get("type")
+        if kind == "json_object":
+            body["response_format"] = {"type": "json_object"}
+        elif kind == "json_schema":
+            for key in ("name", "schema"):
+                if fmt.get(key) is None:
+                    raise _missing(f"text.format.{key}")
+            schema = {"name": _str(fmt["name"], "text.format.name")}
+            if fmt.get("description") is not None:
+                schema["description"] = _str(fmt["description"], "text.format.description")
+            check_schema(fmt["schema"], "text.format.schema")
+            schema["schema"] = fmt["schema"]
+            if fmt.get("strict") is not None:
+                schema["strict"] = _bool(fmt["strict"], "text.format.strict")
+            body["response_format"] = {"type": "json_schema", "json_schema": schema}
+        elif kind != "text":
+            msg = f"Invalid value for 'text.format.type': {kind!r}; use text, json_object or json_schema."
+            raise invalid(msg, "text.format.type")
+
+    def reasoning(self, value: Any, body: dict[str, Any]) -> None:
+        for key, setting in _object(value, "reasoning").items():
+            if setting is None:
+                continue
+            if key == "effort":
+                if setting not in _EFFORTS:
+                    raise invalid(f"Invalid value for 'reasoning.effort': {setting!r}.", "reasoning.effort")
+                body["reasoning_effort"] = setting
+            elif key in ("summary", "generate_summary"):
+                if setting not in _SUMMARIES:
+                    raise invalid(f"Invalid value for 'reasoning.{key}': {setting!r}.", f"reasoning.{key}")
+            else:
+                self.refuse(f"reasoning.{key}", "only reasoning effort can be set")
+
+    def metadata(self, value: Any) -> None:
+        value = _object(value, "metadata")
+        if len(value) > 16:
+            raise invalid("Invalid 'metadata': at most 16 key-value pairs.", "metadata")
+        for key, item in value.items():
+            if len(key) > 64:
+                raise invalid(f"Invalid 'metadata': key {key[:64]!r}… is longer than 64 characters.", "metadata")
+            if not isinstance(item, str):
+                raise _type_error(f"metadata.{key}", "a string", item)
+            if len(item) > 512:
+                raise invalid(f"Invalid 'metadata.{key}': longer than 512 characters.", f"metadata.{key}")
+
+    def include(self, value: Any) -> bool:
+        """Check `include`; True where it asks for logprobs."""
+        logprobs = False
+        for i, entry in enumerate(_list(value, "include")):
+            entry = _str(entry, f"include[{i}]")
+            if entry == _LOGPROBS_INCLUDE:
+                logprobs = True
+            elif entry == "reasoning.encrypted_content":
+                self.refuse(f"include[{i}]", "reasoning is not encrypted here; send reasoning items back as they are")
+            elif entry not in _NOOP_INCLUDES:
+                raise invalid(f"Invalid value for 'include[{i}]': {entry!r}.", f"include[{i}]")
+        return logprobs
+
+    # -- input items -------------------------------------------------------------------------
+    def items(self, items: list[Any], param: str) -> list[dict[str, Any]]:
+        messages: list[dict[str, Any]] = []
+        assistant: dict[str, Any] | None = None  # where following function calls merge in
+        reasoning: list[str] = []  # earlier reasoning waiting for its assistant message
+        send_reasoning = self.opts.reasoning_history == "send"
+        for i, item in enumerate(items):
+            p = f"{param}[{i}]"
+            item = _object(item, p)
+            kind = item.get("type")
+            if kind is None and "role" in item:
+                kind = "message"
+            if kind == "message":
+                message = self.message(item, p)
+                messages.append(message)
+                assistant = message if message["role"] == "assistant" else None
+            elif kind == "function_call":
+                call = _function_call(item, p)
+                if assistant is None:
+                    assistant = {"role": "assistant"}
+                    messages.append(assistant)
+                assistant.setdefault("tool_calls", []).append(call)
+            elif kind == "function_call_output":
+                messages.append(self.tool_output(item, p))
+                assistant = None
+            elif kind == "reasoning":
+                text = _reasoning_text(item, p)
+                if send_reasoning and text:
+                    reasoning.append(text)
+                continue
+            elif isinstance(kind, str) and kind in _BUILT_IN_ITEMS:
+                self.refuse(f"{p}.type", f"input items of type '{kind}' are not available")
+                continue
+            elif kind is None:
+                raise _missing(f"{p}.type")
+            else:
+                kind = _str(kind, f"{p}.type")
+                known = "message, function_call, function_call_output or reasoning"
+                raise invalid(f"Invalid value for '{p}.type': {kind!r}; use {known}.", f"{p}.type")
+            if reasoning:  # it belongs to the assistant turn right after it, if that is what came
+                if assistant is not None:
+                    earlier = assistant.get("reasoning_content")
+                    assistant["reasoning_content"] = "\n\n".join([earlier, *reasoning] if earlier else reasoning)
+                reasoning.clear()
+        return messages
+
+    def message(self, item: dict[str, Any], p: str) -> dict[str, Any]:
+        role = item.get("role")
+        if role is None:
+            raise _missing(f"{p}.role")
+        if role not in ("user", "assistant", "system", "developer"):
+            msg = f"Invalid value for '{p}.role': {role!r}; use user, assistant, system or developer."
+            raise invalid(msg, f"{p}.role")
+        content = item.get("content")
+        if content is None:
+            raise _missing(f"{p}.content")
+        if not isinstance(content, str):
+            content = self.parts(_list(content, f"{p}.content"), role, f"{p}.content")
+        if role == "developer":
+            role = self.opts.developer_role
+        return {"role": role, "content": content}
+
+    def parts(self, parts: list[Any], role: str, p: str) -> str | list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for j, part in enumerate(parts):
+            pp = f"{p}[{j}]"
+            kind = _object(part, pp).get("type")
+            if kind in ("input_text", "output_text"):
+                out.append({"type": "text", "text": _str(part.get("text"), f"{pp}.text")})
+            elif kind == "refusal" and role == "assistant":
+                out.append({"type": "text", "text": _str(part.get("refusal"), f"{pp}.refusal")})
+            elif kind == "input_image" and role == "user":
+                if part.get("file_id") is not None:
+                    self.refuse(f"{pp}.file_id", "uploaded files are not available; send the image by URL or data URL")
+                    continue
+                if part.get("image_url") is None:
+                    raise _missing(f"{pp}.image_url")
+                image = {"url": _str(part["image_url"], f"{pp}.image_url")}
+                if part.get("detail") is not None:
+                    image["detail"] = _str(part["detail"], f"{pp}.detail")
+                out.append({"type": "image_url", "image_url": image})
+            elif kind == "input_audio" and role == "user":
+                audio = _object(part.get("input_audio"), f"{pp}.input_audio")
+                data, fmt = audio.get("data"), audio.get("format")
+                audio = {"data": _str(data, f"{pp}.input_audio.data"), "format": _str(fmt, f"{pp}.input_audio.format")}
+                out.append({"type": "input_audio", "input_audio": audio})
+            elif kind == "input_file" and role == "user":
+                self.refuse(f"{pp}.type", "file inputs are not available")
+            else:
+                raise invalid(f"Invalid value for '{pp}.type': {kind!r} in a {role} message.", f"{pp}.type")
+        if role == "assistant":  # chat templates expect the assistant's turn as one string
+            return "".join(part["text"] for part in out)
+        return out
+
+    def tool_output(self, item: dict[str, Any], p: str) -> dict[str, Any]:
+        if item.get("call_id") is None:
+            raise _missing(f"{p}.call_id")
+        call_id = _str(item["call_id"], f"{p}.call_id")
+        output = item.get("output")
+        if output is None:
+            raise _missing(f"{p}.output")
+        if not isinstance(output, str):
+            parts = []
+            for j, part in enumerate(_list(output, f"{p}.output")):
+                kind = _object(part, f"{p}.output[{j}]").get("type")
+                if kind == "input_text":
+                    parts.append({"type": "text", "text": _str(part.get("text"), f"{p}.output[{j}].text")})
+                elif kind in ("input_image", "input_file"):
+                    self.refuse(f"{p}.output[{j}].type", "chat tool messages carry text only")
+                else:
+                    raise invalid(f"Invalid value for '{p}.output[{j}].type': {kind!r}.", f"{p}.output[{j}].type")
+            output = parts
+        return {"role": "tool", "tool_call_id": call_id, "content": output}
