@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import pytest
@@ -244,6 +245,13 @@ def test_passed_through_by_name() -> None:
 
 def test_empty_input_list_with_instructions() -> None:
     assert messages([], instructions="I") == [{"role": "system", "content": "I"}]
+
+
+def test_the_request_is_left_as_it_was() -> None:
+    request = {"model": "m", "input": [*REASONING_TURN], "tools": [TOOL], "text": {"format": {"type": "json_object"}}}
+    before = copy.deepcopy(request)
+    responses_to_chat(request, TranslateOptions(reasoning_history="send"))
+    assert request == before
 
 
 # -- unsupported: 400 by name, or dropped and reported when tolerated ---------------------------------------------

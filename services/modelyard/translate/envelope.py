@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-_TEXT = {"format": {"type": "text"}}
 _FORMAT_KEYS = ("type", "name", "description", "schema", "strict")
 
 
@@ -57,7 +56,7 @@ def envelope(request: dict[str, Any], response_id: str, created_at: int) -> dict
         "service_tier": request.get("service_tier"),
         "store": False,
         "temperature": request.get("temperature"),
-        "text": {"format": {k: fmt[k] for k in _FORMAT_KEYS if k in fmt}} if fmt else _TEXT,
+        "text": {"format": {k: fmt[k] for k in _FORMAT_KEYS if k in fmt}} if fmt else {"format": {"type": "text"}},
         "tool_choice": _tool_choice(request.get("tool_choice")),
         "tools": tools,
         "top_logprobs": request.get("top_logprobs"),

@@ -133,7 +133,7 @@ class StreamTranslator:
         if chunk.get("usage"):
             self._usage = chunk["usage"]
         for choice in chunk.get("choices") or ():
-            if choice.get("index", 0) == 0:  # n is always 1; anything else is not ours
+            if isinstance(choice, dict) and choice.get("index", 0) == 0:  # n is 1; other choices are not ours
                 self._choice(choice, choice.get("delta") or {}, out)
         return out
 
@@ -218,20 +218,21 @@ class StreamTranslator:
         if lp and lp.get("content"):
             self._logprobs.extend(logprobs(lp["content"]))
         reasoning = delta.get("reasoning_content") or delta.get("reasoning")
-        if reasoning:
+        if reasoning and isinstance(reasoning, str):
             self._reasoning_field = True
             self._text("reasoning_text", reasoning, out)
         content = delta.get("content")
-        if content:
+        if content and isinstance(content, str):
             if self._think is None or self._reasoning_field:
                 self._text("output_text", content, out)
             else:
                 for kind, text in self._think.feed(content):
                     self._text("reasoning_text" if kind == "reasoning" else "output_text", text, out)
-        if delta.get("refusal"):
+        if delta.get("refusal") and isinstance(delta["refusal"], str):
             self._text("refusal", delta["refusal"], out)
         for position, call in enumerate(delta.get("tool_calls") or ()):
-            self._call_delta(position, call, out)
+            if isinstance(call, dict):
+                self._call_delta(position, call, out)
         if choice.get("finish_reason"):
             self._finish_reason = choice["finish_reason"]
 
@@ -330,7 +331,9 @@ class StreamTranslator:
 
     # -- function calls ----------------------------------------------------------------------
     def _call_delta(self, position: int, delta: dict[str, Any], out: list[dict[str, Any]]) -> None:
-        index = delta.get("index", position)
+        index = delta.get("index")
+        if index is None:  # some upstreams leave it out when calls come whole
+            index = position
         upstream_id = delta.get("id")
         call = self._calls.get(index)
         # Some upstreams number every parallel call 0: a new id at a known index is a new call.
