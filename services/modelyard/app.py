@@ -16,6 +16,7 @@ import httpx
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import Response, StreamingResponse
+from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from . import metrics
@@ -27,7 +28,7 @@ from .translate import (
     new_response_id,
     responses_to_chat,
 )
-from .upstream import Upstream, sse_data
+from .upstream import Upstream, bad_reply, is_event_stream, json_reply, passthrough_headers, sse_data
 
 log = logging.getLogger("modelyard")
 
@@ -45,6 +46,12 @@ def error_response(err: APIError) -> Response:
 
 def sse_event(event: dict[str, Any]) -> bytes:
     return b"event: " + event["type"].encode() + b"\ndata: " + orjson.dumps(event) + b"\n\n"
+
+
+def closer(ctx: Any) -> BackgroundTask:
+    """Runs after a streamed reply, also when the client left before its first byte (the body generator
+    then never starts, and its `finally` never runs): the upstream request is closed either way."""
+    return BackgroundTask(ctx.__aexit__, None, None, None)
 
 
 async def read_json(request: Request) -> dict[str, Any]:
@@ -90,7 +97,10 @@ def create_app(backend: Backend, upstream: Upstream | None = None) -> FastAPI:
         """Send upstream and read the reply; an upstream error becomes an OpenAI-format error."""
         resp = await up(request).request(method, path, body, headers=headers, params=params)
         if resp.status_code != 200:
-            raise backend.error(resp.status_code, resp.content)
+            err = backend.error(resp.status_code, resp.content)
+            err.headers.update(passthrough_headers(resp))
+            raise err
+        metrics.count_usage(name, json_reply(resp))
         err = backend.reply_error(resp.content)
         if err:
             raise err
@@ -218,10 +228,18 @@ def create_app(backend: Backend, upstream: Upstream | None = None) -> FastAPI:
         """Open the upstream stream; an upstream error before the first byte is a plain error reply."""
         ctx = upstream.stream(method, path, body, headers=headers, params=params)
         resp = await ctx.__aenter__()
-        if resp.status_code != 200:
-            content = await resp.aread()
-            await ctx.__aexit__(None, None, None)
-            raise backend.error(resp.status_code, content)
+        if resp.status_code != 200 or not is_event_stream(resp):
+            try:
+                content = await resp.aread()
+            except httpx.HTTPError:
+                content = b""
+            finally:
+                await ctx.__aexit__(None, None, None)
+            if resp.status_code == 200:
+                raise bad_reply(resp)
+            err = backend.error(resp.status_code, content)
+            err.headers.update(passthrough_headers(resp))
+            raise err
         return ctx, resp
 
     async def relay_stream(
@@ -245,7 +263,7 @@ def create_app(backend: Backend, upstream: Upstream | None = None) -> FastAPI:
                 await ctx.__aexit__(None, None, None)
 
         media = resp.headers.get("content-type", "text/event-stream")
-        return StreamingResponse(gen(), media_type=media, headers=SSE_HEADERS)
+        return StreamingResponse(gen(), media_type=media, headers=SSE_HEADERS, background=closer(ctx))
 
     async def translate_stream(
         upstream: Upstream,
@@ -286,7 +304,9 @@ def create_app(backend: Backend, upstream: Upstream | None = None) -> FastAPI:
             finally:
                 await ctx.__aexit__(None, None, None)
 
-        return StreamingResponse(gen(), media_type="text/event-stream", headers={**SSE_HEADERS, **(extra or {})})
+        return StreamingResponse(
+            gen(), media_type="text/event-stream", headers={**SSE_HEADERS, **(extra or {})}, background=closer(ctx)
+        )
 
     return app
 

@@ -35,6 +35,20 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
 
 
+def _nonneg(env: Mapping[str, str], name: str, default: float) -> float:
+    value = _float(env, name, default)
+    if value < 0:
+        raise ConfigError(f"{name} must not be negative, got {value}")
+    return value
+
+
+def _count(env: Mapping[str, str], name: str, default: int) -> int:
+    value = _int(env, name, default)
+    if value < 0:
+        raise ConfigError(f"{name} must not be negative, got {value}")
+    return value
+
+
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raw = env.get(name, "").strip().lower()
     if raw == "":
@@ -85,6 +99,20 @@ class Settings:
     workers: int = 1
     log_level: str = "info"
     readiness_ttl: float = 2.0
+    # The upstream path (policy.py, docs/reliability.md): total timeout, retries, limits, breaker.
+    total_timeout: float = 1800.0
+    retries: int = 3
+    retry_backoff_base: float = 0.25
+    retry_backoff_max: float = 8.0
+    retry_after_max: float = 30.0
+    retry_budget_ratio: float = 0.2
+    retry_budget_min: float = 10.0
+    retry_budget_window: float = 10.0
+    max_concurrency: int = 1000
+    queue_size: int = 4000
+    queue_timeout: float = 300.0
+    breaker_failures: int = 5
+    breaker_cooldown: float = 10.0
     tolerate_params: frozenset[str] = frozenset()
     chat_template_kwargs: dict[str, Any] = field(default_factory=dict)
     extra_body: dict[str, Any] = field(default_factory=dict)
@@ -120,6 +148,19 @@ class Settings:
             workers=_int(env, "MODELYARD_WORKERS", 1),
             log_level=env.get("MODELYARD_LOG_LEVEL", "info") or "info",
             readiness_ttl=_float(env, "MODELYARD_READINESS_TTL", 2.0),
+            total_timeout=_nonneg(env, "MODELYARD_TOTAL_TIMEOUT", 1800.0),
+            retries=_count(env, "MODELYARD_RETRIES", 3),
+            retry_backoff_base=_nonneg(env, "MODELYARD_RETRY_BACKOFF_BASE", 0.25),
+            retry_backoff_max=_nonneg(env, "MODELYARD_RETRY_BACKOFF_MAX", 8.0),
+            retry_after_max=_nonneg(env, "MODELYARD_RETRY_AFTER_MAX", 30.0),
+            retry_budget_ratio=_nonneg(env, "MODELYARD_RETRY_BUDGET_RATIO", 0.2),
+            retry_budget_min=_nonneg(env, "MODELYARD_RETRY_BUDGET_MIN", 10.0),
+            retry_budget_window=_nonneg(env, "MODELYARD_RETRY_BUDGET_WINDOW", 10.0),
+            max_concurrency=_count(env, "MODELYARD_MAX_CONCURRENCY", 1000),
+            queue_size=_count(env, "MODELYARD_QUEUE_SIZE", 4000),
+            queue_timeout=_nonneg(env, "MODELYARD_QUEUE_TIMEOUT", 300.0),
+            breaker_failures=_count(env, "MODELYARD_BREAKER_FAILURES", 5),
+            breaker_cooldown=_nonneg(env, "MODELYARD_BREAKER_COOLDOWN", 10.0),
             tolerate_params=tolerate,
             chat_template_kwargs=_json_object(env, "MODELYARD_CHAT_TEMPLATE_KWARGS"),
             extra_body=_json_object(env, "MODELYARD_EXTRA_BODY"),

@@ -11,6 +11,7 @@ import orjson
 
 from ..config import Settings
 from ..errors import APIError
+from ..policy import Policy
 from ..translate import TranslateOptions, upstream_error
 from ..upstream import Upstream
 
@@ -60,6 +61,8 @@ class Backend:
             read_timeout=s.read_timeout,
             max_connections=s.max_connections,
             transport=transport,
+            policy=Policy.from_settings(s),
+            name=self.name,
         )
 
     def chat_url(self, body: dict[str, Any]) -> str:
