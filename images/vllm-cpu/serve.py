@@ -27,7 +27,10 @@ def engine_argv() -> list[str]:
     # The CPU engine's own flags come first, so VLLM_EXTRA_ARGS can still override them.
     env = dict(os.environ)
     env["VLLM_EXTRA_ARGS"] = f"{env.get('VLLM_CPU_ARGS', '')} {env.get('VLLM_EXTRA_ARGS', '')}".strip()
-    return module.build_args(env)
+    try:
+        return module.build_args(env)
+    except module.EnvError as exc:  # a bad VLLM_* setting: one line that names it, not a traceback
+        sys.exit(f"modelyard: {exc}")
 
 
 def call(url: str, body: dict | None = None, timeout: float = 5) -> int:
