@@ -178,6 +178,7 @@ def create_app(backend: Backend, upstream: Upstream | None = None) -> FastAPI:
             chat = responses_to_chat(body, backend.options)
             chat.body.update(extras)
             backend.prepare_chat(chat.body)
+            await backend.before_chat(up(request), chat)
             extra = {"x-modelyard-dropped-params": ",".join(chat.dropped)} if chat.dropped else None
             response_id, created_at = new_response_id(), int(time.time())
             if body.get("stream"):

@@ -73,6 +73,22 @@ def _json_object(env: Mapping[str, str], name: str) -> dict[str, Any]:
     return value
 
 
+def _think_tags(env: Mapping[str, str]) -> tuple[str, str]:
+    """MODELYARD_THINK_TAGS: a JSON array of the two tags, or the two tags separated by whitespace."""
+    raw = env.get("MODELYARD_THINK_TAGS", "").strip()
+    if raw == "":
+        return ("<think>", "</think>")
+    tags: Any = raw.split()
+    if raw.startswith("["):
+        try:
+            tags = json.loads(raw)
+        except ValueError:
+            tags = None
+    if not (isinstance(tags, list) and len(tags) == 2 and all(isinstance(t, str) and t.strip() for t in tags)):
+        raise ConfigError(f'MODELYARD_THINK_TAGS must be two tags, such as ["<think>", "</think>"], got {raw!r}')
+    return (tags[0], tags[1])
+
+
 def _secret(env: Mapping[str, str], name: str) -> str:
     """A secret from NAME, or from the file named by NAME_FILE (compose secrets)."""
     path = env.get(f"{name}_FILE", "")
@@ -117,7 +133,15 @@ class Settings:
     chat_template_kwargs: dict[str, Any] = field(default_factory=dict)
     extra_body: dict[str, Any] = field(default_factory=dict)
     developer_role: str = "system"
+    # RL token data (docs/rl-token-data.md): prompt/generation token ids and logprobs on Responses output.
     return_token_ids: bool = False
+    # True: the engine runs a reasoning parser, its reasoning field is the only reasoning; False: reasoning
+    # comes in content between think_tags; None: either, whichever the reply has.
+    uses_reasoning_parser: bool | None = None
+    think_tags: tuple[str, str] = ("<think>", "</think>")
+    reasoning_history: str = "drop"  # earlier turns' reasoning items: "send" (interleaved) or "drop"
+    # Sampling params pinned on every engine request, over what the client sent (on-policy RL).
+    sampling_overrides: dict[str, Any] = field(default_factory=dict)
     env: Mapping[str, str] = field(default_factory=dict, repr=False)  # backend-specific extras
 
     @classmethod
@@ -134,6 +158,17 @@ class Settings:
         role = env.get("MODELYARD_DEVELOPER_ROLE", "") or "system"
         if role not in ("system", "developer"):
             raise ConfigError(f"MODELYARD_DEVELOPER_ROLE must be system or developer, got {role!r}")
+        history = env.get("MODELYARD_REASONING_HISTORY", "") or "drop"
+        if history not in ("send", "drop"):
+            raise ConfigError(f"MODELYARD_REASONING_HISTORY must be send or drop, got {history!r}")
+        parser = env.get("MODELYARD_USES_REASONING_PARSER", "").strip()
+        extra_body = _json_object(env, "MODELYARD_EXTRA_BODY")
+        overrides = _json_object(env, "MODELYARD_SAMPLING_OVERRIDES")
+        token_ids = _bool(env, "MODELYARD_RETURN_TOKEN_IDS", False)
+        if token_ids:
+            for name, extra in (("MODELYARD_EXTRA_BODY", extra_body), ("MODELYARD_SAMPLING_OVERRIDES", overrides)):
+                if extra.get("n") not in (None, 1):
+                    raise ConfigError(f"{name} sets n={extra['n']!r}: token ids (MODELYARD_RETURN_TOKEN_IDS) need n=1")
         tolerate = frozenset(p.strip() for p in env.get("MODELYARD_TOLERATE_PARAMS", "").split(",") if p.strip())
         return cls(
             backend=backend,
@@ -163,9 +198,13 @@ class Settings:
             breaker_cooldown=_nonneg(env, "MODELYARD_BREAKER_COOLDOWN", 10.0),
             tolerate_params=tolerate,
             chat_template_kwargs=_json_object(env, "MODELYARD_CHAT_TEMPLATE_KWARGS"),
-            extra_body=_json_object(env, "MODELYARD_EXTRA_BODY"),
+            extra_body=extra_body,
             developer_role=role,
-            return_token_ids=_bool(env, "MODELYARD_RETURN_TOKEN_IDS", False),
+            return_token_ids=token_ids,
+            uses_reasoning_parser=_bool(env, "MODELYARD_USES_REASONING_PARSER", False) if parser else None,
+            think_tags=_think_tags(env),
+            reasoning_history=history,
+            sampling_overrides=overrides,
             env=env,
         )
 

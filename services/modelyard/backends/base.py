@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from typing import Any, ClassVar
@@ -10,10 +11,12 @@ import httpx
 import orjson
 
 from ..config import Settings
-from ..errors import APIError
+from ..errors import APIError, invalid
 from ..policy import Policy
-from ..translate import TranslateOptions, upstream_error
+from ..translate import ChatRequest, TranslateOptions, upstream_error
 from ..upstream import Upstream
+
+log = logging.getLogger("modelyard")
 
 # A key as providers echo it back masked ("sk-abc*****wxyz"): never passed on to the client.
 _MASKED_KEY = re.compile(r"[\w-]*\*{4,}[\w-]*")
@@ -29,11 +32,15 @@ class Backend:
     native_responses: bool = False
     # Set where the upstream also keeps responses: GET/DELETE /v1/responses/{id}, cancel, input_items.
     stored_responses: bool = False
+    # Set where the upstream renders a chat template (vLLM, NIM): a Responses request may carry
+    # `chat_template_kwargs`, at the top level or as NeMo Gym does, JSON in metadata.chat_template_kwargs.
+    engine_extras: ClassVar[bool] = False
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.options = self.translate_options()
         self._ready: tuple[float, bool, str] = (0.0, False, "not checked yet")
+        self._pin_logged = False
 
     # -- what goes upstream ------------------------------------------------------------------
     def headers(self) -> dict[str, str]:
@@ -44,8 +51,13 @@ class Backend:
         return {}
 
     def translate_options(self) -> TranslateOptions:
+        s = self.settings
         return TranslateOptions(
-            tolerate_params=self.settings.tolerate_params, developer_role=self.settings.developer_role
+            tolerate_params=s.tolerate_params,
+            developer_role=s.developer_role,
+            reasoning_history=s.reasoning_history,
+            # With a reasoning parser upstream, content is only ever content.
+            think_tags=None if s.uses_reasoning_parser else s.think_tags,
         )
 
     def base_url(self) -> str:
@@ -74,7 +86,41 @@ class Backend:
 
     def take_extras(self, body: dict[str, Any]) -> dict[str, Any]:
         """Backend-specific fields popped from a Responses request before translation, set on the chat request."""
-        return {}
+        # Pinned sampling shows in the Response's echo of temperature and top_p too.
+        self.pin_sampling(body, ("temperature", "top_p"))
+        if not self.engine_extras:
+            return {}
+        kwargs: dict[str, Any] = {}
+        metadata = body.get("metadata")
+        if isinstance(metadata, dict) and isinstance(metadata.get("chat_template_kwargs"), str):
+            kwargs.update(_json_object(metadata["chat_template_kwargs"], "metadata.chat_template_kwargs"))
+        given = body.pop("chat_template_kwargs", None)
+        if given is not None:
+            if not isinstance(given, dict):
+                raise invalid("Invalid type for 'chat_template_kwargs': expected an object.", "chat_template_kwargs")
+            kwargs.update(given)
+        return {"chat_template_kwargs": kwargs} if kwargs else {}
+
+    async def before_chat(self, upstream: Upstream, chat: ChatRequest) -> None:
+        """Last step before a translated chat request goes upstream, where it needs the upstream (vLLM)."""
+
+    def pin_sampling(self, body: dict[str, Any], only: tuple[str, ...] | None = None) -> None:
+        """Put the configured sampling_overrides on `body`, over what it says (logged the first time)."""
+        pins = self.settings.sampling_overrides
+        if only is not None:
+            pins = {k: v for k, v in pins.items() if k in only}
+        if not pins:
+            return
+        changed = {k: body.get(k) for k, v in pins.items() if body.get(k) != v}
+        body.update(pins)
+        if changed and not self._pin_logged:
+            self._pin_logged = True
+            log.info(
+                "sampling_overrides pin %s over what requests ask (first seen: %s); logged once",
+                self.settings.sampling_overrides,
+                changed,
+                extra={"backend": self.name},
+            )
 
     # -- what comes back ---------------------------------------------------------------------
     def secrets(self) -> list[str]:
@@ -115,6 +161,7 @@ class Backend:
                 **self.settings.chat_template_kwargs,
                 **(body.get("chat_template_kwargs") or {}),
             }
+        self.pin_sampling(body)  # last: the pins win over the request and over extra_body
 
     # -- readiness ---------------------------------------------------------------------------
     async def probe(self, upstream: Upstream) -> tuple[bool, str]:
@@ -134,3 +181,10 @@ class Backend:
             ok, detail = False, getattr(exc, "message", type(exc).__name__)
         self._ready = (now, ok, detail)
         return ok, detail
+
+
+def _json_object(raw: str, param: str) -> dict[str, Any]:
+    value = Backend.loads(raw.encode())
+    if not isinstance(value, dict):
+        raise invalid(f"Invalid '{param}': expected a JSON object in the string.", param)
+    return value

@@ -25,9 +25,16 @@ class TranslateOptions:
     # The chat field `max_output_tokens` becomes: vLLM and NIM take max_tokens, OpenAI's reasoning
     # models only max_completion_tokens.
     max_tokens_param: str = "max_tokens"
+    # RL token data (docs/rl-token-data.md): history items carrying `prompt_token_ids` and
+    # `generation_token_ids` are read (ChatRequest.token_prefix), and replies' token ids and logprobs
+    # are put on the last output item.
+    token_ids: bool = False
 
 
 @dataclass
 class ChatRequest:
     body: dict[str, Any]  # the chat.completions request body to send upstream
     dropped: list[str]  # tolerated params dropped from the request, as their 400 would have named them
+    # With TranslateOptions.token_ids: the latest history item that carried token ids, as (index of the
+    # assistant message in body["messages"] it belongs to, its prompt + generation token ids).
+    token_prefix: tuple[int, list[int]] | None = None

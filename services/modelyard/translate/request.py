@@ -75,6 +75,8 @@ _BUILT_IN_TOOLS = frozenset(
 )  # fmt: skip
 _FUNCTION_TOOL_KEYS = frozenset({"type", "name", "description", "parameters", "strict"})
 _INDEX = re.compile(r"\[\d+\]")
+# Output items a client may echo back carrying RL token data (NeMo Gym puts it on a turn's last item).
+_TOKEN_ITEMS = ("message", "function_call", "reasoning")
 # Handled once the rest is known (the messages; tool_choice needs the tools).
 _LATER = ("model", "input", "instructions", "tool_choice")
 
@@ -178,6 +180,7 @@ class _Translation:
     def __init__(self, opts: TranslateOptions) -> None:
         self.opts = opts
         self.dropped: list[str] = []
+        self.token_prefix: tuple[int, list[int]] | None = None
 
     def refuse(self, param: str, why: str) -> None:
         """Refuse `param` with a 400, or drop and report it where the backend tolerates it."""
@@ -249,12 +252,12 @@ class _Translation:
         if isinstance(instructions, str):
             messages.append({"role": "system", "content": instructions})
         elif instructions is not None:
-            messages.extend(self.items(_list(instructions, "instructions"), "instructions"))
+            messages.extend(self.items(_list(instructions, "instructions"), "instructions", len(messages)))
         value = request.get("input")
         if isinstance(value, str):
             messages.append({"role": "user", "content": value})
         elif value is not None:
-            messages.extend(self.items(_list(value, "input"), "input"))
+            messages.extend(self.items(_list(value, "input"), "input", len(messages)))
         if not messages:
             raise invalid("The request has no input: send 'input' (or 'instructions').", "input", "empty_input")
 
@@ -264,7 +267,7 @@ class _Translation:
             body["parallel_tool_calls"] = request["parallel_tool_calls"]
         if logprobs:
             body["logprobs"] = True
-        return ChatRequest(body, self.dropped)
+        return ChatRequest(body, self.dropped, self.token_prefix)
 
     # -- tools -------------------------------------------------------------------------------
     def tools(self, value: Any) -> list[dict[str, Any]]:
@@ -390,10 +393,13 @@ class _Translation:
         return logprobs
 
     # -- input items -------------------------------------------------------------------------
-    def items(self, items: list[Any], param: str) -> list[dict[str, Any]]:
+    def items(self, items: list[Any], param: str, base: int = 0) -> list[dict[str, Any]]:
+        """Input items -> chat messages; `base`: how many messages come before these (token_prefix)."""
         messages: list[dict[str, Any]] = []
         assistant: dict[str, Any] | None = None  # where following function calls merge in
+        assistant_at = -1  # its index in `messages`
         reasoning: list[str] = []  # earlier reasoning waiting for its assistant message
+        reasoning_ids: list[int] | None = None  # token ids a reasoning item carried, likewise
         send_reasoning = self.opts.reasoning_history == "send"
         for i, item in enumerate(items):
             p = f"{param}[{i}]"
@@ -401,15 +407,18 @@ class _Translation:
             kind = item.get("type")
             if kind is None and "role" in item:
                 kind = "message"
+            ids = self.token_ids(item, p) if self.opts.token_ids and kind in _TOKEN_ITEMS else None
             if kind == "message":
                 message = self.message(item, p)
                 messages.append(message)
                 assistant = message if message["role"] == "assistant" else None
+                assistant_at = len(messages) - 1
             elif kind == "function_call":
                 call = _function_call(item, p)
                 if assistant is None:
                     assistant = {"role": "assistant"}
                     messages.append(assistant)
+                    assistant_at = len(messages) - 1
                 assistant.setdefault("tool_calls", []).append(call)
             elif kind == "function_call_output":
                 messages.append(self.tool_output(item, p))
@@ -418,6 +427,8 @@ class _Translation:
                 text = _reasoning_text(item, p)
                 if send_reasoning and text:
                     reasoning.append(text)
+                if ids is not None:
+                    reasoning_ids = ids
                 continue
             elif isinstance(kind, str) and kind in _BUILT_IN_ITEMS:
                 self.refuse(f"{p}.type", f"input items of type '{kind}' are not available")
@@ -433,7 +444,31 @@ class _Translation:
                     earlier = assistant.get("reasoning_content")
                     assistant["reasoning_content"] = "\n\n".join([earlier, *reasoning] if earlier else reasoning)
                 reasoning.clear()
+            ids = ids if ids is not None else reasoning_ids
+            reasoning_ids = None
+            if ids is not None and assistant is not None:  # the latest turn's ids win
+                self.token_prefix = (base + assistant_at, ids)
         return messages
+
+    def token_ids(self, item: dict[str, Any], p: str) -> list[int] | None:
+        """An earlier turn's token ids echoed on its output item: its prompt + generation ids."""
+        prompt = item.get("prompt_token_ids")
+        if prompt is None:
+            return None
+        generation = item.get("generation_token_ids")
+        if generation is None:
+            raise _missing(f"{p}.generation_token_ids")
+        for key, value in (("prompt_token_ids", prompt), ("generation_token_ids", generation)):
+            value = _list(value, f"{p}.{key}")
+            if not all(type(t) is int and t >= 0 for t in value):
+                raise invalid(f"Invalid '{p}.{key}': expected an array of token ids (integers >= 0).", f"{p}.{key}")
+        if not prompt:
+            raise invalid(f"Invalid '{p}.prompt_token_ids': empty array.", f"{p}.prompt_token_ids")
+        logprobs = item.get("generation_log_probs")
+        if logprobs is not None and len(_list(logprobs, f"{p}.generation_log_probs")) != len(generation):
+            msg = f"Invalid '{p}.generation_log_probs': {len(logprobs)} values for {len(generation)} generation tokens."
+            raise invalid(msg, f"{p}.generation_log_probs")
+        return [*prompt, *generation]
 
     def message(self, item: dict[str, Any], p: str) -> dict[str, Any]:
         role = item.get("role")

@@ -25,7 +25,10 @@ def chat_to_response(
     translator = StreamTranslator(request, response_id=response_id, created_at=created_at, opts=opts, events=False)
     translator.feed({**chat, "choices": [{**choice, "index": 0, "delta": delta}]})
     translator.finish()
-    return translator.response
+    response = translator.response
+    if response["status"] == "failed":  # the reply lacks what was asked for (token ids)
+        raise APIError(502, response["error"]["message"], code="bad_upstream_reply")
+    return response
 
 
 def overflow_response(request: dict[str, Any], *, response_id: str, created_at: int) -> dict[str, Any]:

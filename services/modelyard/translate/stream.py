@@ -41,6 +41,14 @@ _DONE = {
 }
 
 
+def _asks_logprobs(request: dict[str, Any]) -> bool:
+    """Did the Responses request ask for output_text logprobs (as responses_to_chat reads it)?"""
+    include = request.get("include")
+    return request.get("top_logprobs") is not None or (
+        isinstance(include, list) and "message.output_text.logprobs" in include
+    )
+
+
 def _empty_part(kind: str) -> dict[str, Any]:
     if kind == "output_text":
         return {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
@@ -109,6 +117,12 @@ class StreamTranslator:
         self._think = ThinkSplitter(*opts.think_tags) if opts.think_tags else None
         self._reasoning_field = False  # the upstream has a reasoning field: content is only content
         self._finish_reason: str | None = None
+        # RL token data (opts.token_ids): gathered from every chunk, put on the last output item.
+        self._token_data = opts.token_ids
+        self._text_logprobs = not opts.token_ids or _asks_logprobs(request)
+        self._prompt_ids: list[int] | None = None
+        self._generation_ids: list[int] = []
+        self._generation_logprobs: list[float] = []
         self._usage: dict[str, Any] | None = None
         self._model_seen = False
         self._done = False
@@ -132,6 +146,8 @@ class StreamTranslator:
             self._response["service_tier"] = chunk["service_tier"]
         if chunk.get("usage"):
             self._usage = chunk["usage"]
+        if self._token_data and chunk.get("prompt_token_ids") is not None:
+            self._prompt_ids = chunk["prompt_token_ids"]
         for choice in chunk.get("choices") or ():
             if isinstance(choice, dict) and choice.get("index", 0) == 0:  # n is 1; other choices are not ours
                 self._choice(choice, choice.get("delta") or {}, out)
@@ -153,6 +169,17 @@ class StreamTranslator:
             self._append(message, self._held["output_text"], out)
         reason = _INCOMPLETE.get(self._finish_reason or "")
         last = len(self._output) - 1
+        if self._token_data:
+            if self._prompt_ids is None:
+                return self.fail(
+                    "The engine sent no token ids (return_token_ids needs vLLM 0.10.2 or later).", "bad_upstream_reply"
+                )
+            # Where NeMo Gym puts them: on the turn's last output item, exactly as the engine produced them.
+            self._output[last].update(
+                prompt_token_ids=self._prompt_ids,
+                generation_token_ids=self._generation_ids,
+                generation_log_probs=self._generation_logprobs,
+            )
 
         def status(index: int) -> str:
             return "incomplete" if reason and index == last else "completed"
@@ -215,7 +242,11 @@ class StreamTranslator:
 
     def _choice(self, choice: dict[str, Any], delta: dict[str, Any], out: list[dict[str, Any]]) -> None:
         lp = choice.get("logprobs")
-        if lp and lp.get("content"):
+        if self._token_data:
+            self._generation_ids.extend(choice.get("token_ids") or ())
+            if lp and lp.get("content"):
+                self._generation_logprobs.extend(entry["logprob"] for entry in lp["content"])
+        if lp and lp.get("content") and self._text_logprobs:
             self._logprobs.extend(logprobs(lp["content"]))
         reasoning = delta.get("reasoning_content") or delta.get("reasoning")
         if reasoning and isinstance(reasoning, str):
