@@ -217,6 +217,23 @@ def nginx_time(value: Any) -> str:
     return value.strip()
 
 
+def developer_role(value: Any) -> str:
+    return "system" if boolean(value) == "true" else "developer"
+
+
+def reasoning_history(value: Any) -> str:
+    """NeMo Gym's uses_interleaved_reasoning: earlier turns' reasoning is sent back (or dropped)."""
+    return "send" if boolean(value) == "true" else "drop"
+
+
+def think_tags(value: Any) -> str:
+    if isinstance(value, str):
+        value = value.split()
+    if not (isinstance(value, list) and len(value) == 2 and all(isinstance(t, str) and t.strip() for t in value)):
+        raise _Invalid('two tags, such as ["<think>", "</think>"]')
+    return json.dumps(value)
+
+
 # ---------------------------------------------------------------- the schema
 
 
@@ -229,6 +246,8 @@ class Key:
 
 
 V, C, N, OR = ("vllm",), ("cpu",), ("nim",), ("openrouter",)
+VLLM_LIKE = ("cpu", "vllm")  # the profiles whose adapter talks to vLLM
+ENGINES = ("cpu", "vllm", "nim", "nim-hosted")  # vLLM and NIM adapters
 
 TOP: dict[str, Key] = {
     "policy_backend": Key(choice(*BACKENDS)),
@@ -291,16 +310,24 @@ SECTIONS: dict[str, dict[str, Key]] = {
         "read_timeout": Key(nginx_time, "GATEWAY_READ_TIMEOUT"),
         "base_image": Key(image, "GATEWAY_BASE_IMAGE"),
     },
+    # How the vLLM and NIM adapters shape requests and read replies (NeMo Gym's vllm_model names;
+    # a NeMo Gym config's values win over these).
+    "generation": {
+        "return_token_id_information": Key(boolean, "MODELYARD_RETURN_TOKEN_IDS", only=VLLM_LIKE),
+        "uses_reasoning_parser": Key(boolean, "MODELYARD_USES_REASONING_PARSER", only=ENGINES),
+        "think_tags": Key(think_tags, "MODELYARD_THINK_TAGS", only=ENGINES),
+        "reasoning_history": Key(choice("send", "drop"), "MODELYARD_REASONING_HISTORY", only=ENGINES),
+        "chat_template_kwargs": Key(json_object, "MODELYARD_CHAT_TEMPLATE_KWARGS", only=ENGINES),
+        "extra_body": Key(json_object, "MODELYARD_EXTRA_BODY", only=ENGINES),
+        "sampling_overrides": Key(json_object, "MODELYARD_SAMPLING_OVERRIDES", only=ENGINES),
+        "replace_developer_role_with_system": Key(developer_role, "MODELYARD_DEVELOPER_ROLE", only=ENGINES),
+    },
     "adapter": {
         "workers": Key(integer(1), "MODELYARD_WORKERS"),
         "log_level": Key(choice("debug", "info", "warning", "error", "critical"), "MODELYARD_LOG_LEVEL"),
         "base_image": Key(image, "ADAPTER_BASE_IMAGE"),
     },
 }
-
-
-def developer_role(value: Any) -> str:
-    return "system" if boolean(value) == "true" else "developer"
 
 
 # NeMo Gym model server types modelyard can stand in for, and the profiles that serve each.
@@ -325,6 +352,8 @@ NEMO_GYM_EXTRAS: dict[str, tuple[str, Callable[[Any], str]]] = {
     "replace_developer_role_with_system": ("MODELYARD_DEVELOPER_ROLE", developer_role),
     "chat_template_kwargs": ("MODELYARD_CHAT_TEMPLATE_KWARGS", json_object),
     "extra_body": ("MODELYARD_EXTRA_BODY", json_object),
+    "sampling_overrides": ("MODELYARD_SAMPLING_OVERRIDES", json_object),
+    "uses_interleaved_reasoning": ("MODELYARD_REASONING_HISTORY", reasoning_history),
 }
 # NeMo Gym's own plumbing: meaningless for modelyard, so ignored without a note.
 NEMO_GYM_SILENT = {"entrypoint", "num_workers", "provides"}

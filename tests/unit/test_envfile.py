@@ -18,14 +18,8 @@ from modelyard.envfile import ConfigError, resolve
 
 ROOT = Path(__file__).resolve().parents[2]
 HAVE_DOCKER = shutil.which("docker") is not None
-# Rendered for compose.yaml to pass on to the adapters (NeMo Gym settings); see configs/README.md.
-EXTRAS = {
-    "MODELYARD_RETURN_TOKEN_IDS",
-    "MODELYARD_USES_REASONING_PARSER",
-    "MODELYARD_DEVELOPER_ROLE",
-    "MODELYARD_CHAT_TEMPLATE_KWARGS",
-    "MODELYARD_EXTRA_BODY",
-}
+# Rendered variables compose.yaml need not read (none left: the NeMo Gym settings are wired in).
+EXTRAS: set[str] = set()
 
 
 def render(text: str, environ: dict[str, str] | None = None, **kw) -> envfile.Rendered:
@@ -641,6 +635,8 @@ def test_nemo_gym_settings_interpolate_like_omegaconf_and_render_as_json(tmp_pat
             "chat_template_kwargs": {"enable_thinking": False},
             "extra_body": {"temperature": 1.0, "top_p": "${sampling.top_p}"},
             "uses_interleaved_reasoning": True,
+            "sampling_overrides": {"temperature": 1.0},
+            "sequential_reasoning_allowed": True,
         },
     )
     text = "policy_base_url: http://vllm.internal:8000/v1\npolicy_model_name: q\nsampling: {top_p: 0.9}"
@@ -656,7 +652,9 @@ def test_nemo_gym_settings_interpolate_like_omegaconf_and_render_as_json(tmp_pat
     assert v["MODELYARD_DEVELOPER_ROLE"] == "system"
     assert json.loads(v["MODELYARD_CHAT_TEMPLATE_KWARGS"]) == {"enable_thinking": False}
     assert json.loads(v["MODELYARD_EXTRA_BODY"]) == {"temperature": 1.0, "top_p": 0.9}  # typed as OmegaConf
-    assert any("uses_interleaved_reasoning is ignored" in note for note in rendered.notes)
+    assert v["MODELYARD_REASONING_HISTORY"] == "send"
+    assert json.loads(v["MODELYARD_SAMPLING_OVERRIDES"]) == {"temperature": 1.0}
+    assert any("sequential_reasoning_allowed is ignored" in note for note in rendered.notes)
     assert not any("entrypoint" in note for note in rendered.notes)
 
 
@@ -738,3 +736,64 @@ def test_the_example_documents_every_key() -> None:
     assert set(envfile.TOP) <= set(data)
     for section, keys in envfile.SECTIONS.items():
         assert set(keys) == set(data[section] or {}), section
+
+
+# ---------------------------------------------------------------- the generation section (vLLM and NIM adapters)
+
+
+def test_generation_settings_render_for_the_vllm_and_nim_adapters() -> None:
+    text = """generation:
+  return_token_id_information: true
+  uses_reasoning_parser: false
+  think_tags: ["<reasoning>", "</reasoning>"]
+  reasoning_history: send
+  chat_template_kwargs: {enable_thinking: false}
+  extra_body: {top_k: 20}
+  sampling_overrides: {temperature: 1.0, top_p: 1.0}
+  replace_developer_role_with_system: false
+"""
+    v = render(text).variables
+    assert v["MODELYARD_RETURN_TOKEN_IDS"] == "true"
+    assert v["MODELYARD_USES_REASONING_PARSER"] == "false"
+    assert json.loads(v["MODELYARD_THINK_TAGS"]) == ["<reasoning>", "</reasoning>"]
+    assert v["MODELYARD_REASONING_HISTORY"] == "send"
+    assert json.loads(v["MODELYARD_SAMPLING_OVERRIDES"]) == {"temperature": 1.0, "top_p": 1.0}
+    assert json.loads(v["MODELYARD_EXTRA_BODY"]) == {"top_k": 20}
+    assert v["MODELYARD_DEVELOPER_ROLE"] == "developer"
+    # NIM takes all but the token data, which only vLLM returns; other backends take none of it.
+    nim = render("policy_backend: nim-hosted\npolicy_api_key: k\n" + text)
+    assert "MODELYARD_RETURN_TOKEN_IDS" not in nim.variables
+    assert nim.variables["MODELYARD_REASONING_HISTORY"] == "send"
+    assert any("generation.return_token_id_information is ignored" in n for n in nim.notes)
+    openai = render("policy_backend: openai\npolicy_api_key: k\n" + text)
+    assert not any(k.startswith("MODELYARD_") for k in openai.variables)
+
+
+def test_a_nemo_gym_config_wins_over_the_generation_section() -> None:
+    rendered = render("generation: {return_token_id_information: true}", nemo_gym_config=VLLM_CONFIG)
+    assert rendered.variables["MODELYARD_RETURN_TOKEN_IDS"] == "false"  # as the config says
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("generation: {think_tags: [only-one]}", "generation.think_tags"),
+        ("generation: {reasoning_history: sometimes}", "generation.reasoning_history"),
+        ("generation: {sampling_overrides: 1.0}", "generation.sampling_overrides"),
+        ("generation: {return_token_id_information: maybe}", "generation.return_token_id_information"),
+    ],
+)
+def test_generation_settings_of_the_wrong_form_name_the_key(text: str, needle: str) -> None:
+    assert needle in problems(text)
+
+
+def test_compose_passes_the_generation_settings_to_the_vllm_and_nim_adapters() -> None:
+    compose = yaml.safe_load((ROOT / "compose.yaml").read_text())
+    variables = {key.var for key in envfile.SECTIONS["generation"].values()}
+    vllm = compose["services"]["adapter-vllm"]["environment"]
+    nim = compose["services"]["adapter-nim"]["environment"]
+    for name in variables:
+        assert vllm[name] == f"${{{name}:-}}", name
+        if name != "MODELYARD_RETURN_TOKEN_IDS":
+            assert nim[name] == f"${{{name}:-}}", name
+    assert "MODELYARD_RETURN_TOKEN_IDS" not in nim
