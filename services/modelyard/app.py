@@ -26,6 +26,7 @@ from .translate import (
     StreamTranslator,
     chat_to_response,
     new_response_id,
+    overflow_response,
     responses_to_chat,
 )
 from .upstream import Upstream, bad_reply, is_event_stream, json_reply, passthrough_headers, sse_data
@@ -167,19 +168,28 @@ def create_app(backend: Backend, upstream: Upstream | None = None) -> FastAPI:
         backend.settings.check_model(body)
         headers = forward_headers(request)
         with metrics.track(name, "responses"):
-            if backend.native_responses:
-                backend.prepare_responses(body)
-                if body.get("stream"):
-                    return await relay_stream(up(request), backend.responses_path, body, headers)
-                resp = await call(request, "POST", backend.responses_path, body, headers)
-                return Response(resp.content, media_type=JSON)
+            try:
+                return await create_response(request, body, headers)
+            except APIError as err:
+                if err.code != "context_length_exceeded" or backend.options.context_overflow != "incomplete":
+                    raise
+                return overflow_reply(body, err)
 
-            extras = backend.take_extras(body)
-            chat = responses_to_chat(body, backend.options)
-            chat.body.update(extras)
-            backend.prepare_chat(chat.body)
+    async def create_response(request: Request, body: dict[str, Any], headers: dict[str, str]) -> Response:
+        if backend.native_responses:
+            backend.prepare_responses(body)
+            if body.get("stream"):
+                return await relay_stream(up(request), backend.responses_path, body, headers)
+            resp = await call(request, "POST", backend.responses_path, body, headers)
+            return Response(resp.content, media_type=JSON)
+
+        extras = backend.take_extras(body)
+        chat = responses_to_chat(body, backend.options)
+        chat.body.update(extras)
+        backend.prepare_chat(chat.body)
+        extra = {"x-modelyard-dropped-params": ",".join(chat.dropped)} if chat.dropped else {}
+        try:
             await backend.before_chat(up(request), chat)
-            extra = {"x-modelyard-dropped-params": ",".join(chat.dropped)} if chat.dropped else None
             response_id, created_at = new_response_id(), int(time.time())
             if body.get("stream"):
                 translator = StreamTranslator(
@@ -188,12 +198,27 @@ def create_app(backend: Backend, upstream: Upstream | None = None) -> FastAPI:
                 path = backend.chat_url(chat.body)
                 return await translate_stream(up(request), path, chat.body, headers, translator, extra)
             resp = await call(request, "POST", backend.chat_url(chat.body), chat.body, headers)
-            try:
-                reply = orjson.loads(resp.content)
-            except orjson.JSONDecodeError:
-                raise APIError(502, "Upstream sent a reply that is not JSON.", code="bad_upstream_reply") from None
-            out = chat_to_response(reply, body, response_id=response_id, created_at=created_at, opts=backend.options)
-            return json_response(out, headers=extra)
+        except APIError as err:
+            err.headers.update(extra)  # what was dropped is said on an error reply too
+            raise
+        try:
+            reply = orjson.loads(resp.content)
+        except orjson.JSONDecodeError:
+            raise APIError(502, "Upstream sent a reply that is not JSON.", code="bad_upstream_reply") from None
+        out = chat_to_response(reply, body, response_id=response_id, created_at=created_at, opts=backend.options)
+        return json_response(out, headers=extra)
+
+    def overflow_reply(body: dict[str, Any], err: APIError) -> Response:
+        """context_overflow="incomplete" (NeMo Gym's behaviour): an input the model has no room for is an
+        `incomplete` Response with no output, streamed or not as asked, instead of a 400."""
+        log.info("context overflow answered as an incomplete response", extra={"backend": name, "error": err.message})
+        response_id, created_at = new_response_id(), int(time.time())
+        extra = {k: v for k, v in err.headers.items() if k == "x-modelyard-dropped-params"}
+        if body.get("stream"):
+            translator = StreamTranslator(body, response_id=response_id, created_at=created_at, opts=backend.options)
+            events = b"".join(sse_event(event) for event in translator.overflow())
+            return Response(events, media_type="text/event-stream", headers={**SSE_HEADERS, **extra})
+        return json_response(overflow_response(body, response_id=response_id, created_at=created_at), headers=extra)
 
     # -- stored responses: relayed where the upstream keeps them (OpenAI, Azure) ----------------
     @app.api_route("/v1/responses/{response_id}", methods=["GET", "DELETE"])

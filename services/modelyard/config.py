@@ -130,6 +130,9 @@ class Settings:
     breaker_failures: int = 5
     breaker_cooldown: float = 10.0
     tolerate_params: frozenset[str] = frozenset()
+    # An input too long for the model: "error" (a 400, OpenAI's behaviour) or "incomplete" (an
+    # `incomplete` Response with no output, NeMo Gym's behaviour).
+    context_overflow: str = "error"
     chat_template_kwargs: dict[str, Any] = field(default_factory=dict)
     extra_body: dict[str, Any] = field(default_factory=dict)
     developer_role: str = "system"
@@ -170,6 +173,9 @@ class Settings:
                 if extra.get("n") not in (None, 1):
                     raise ConfigError(f"{name} sets n={extra['n']!r}: token ids (MODELYARD_RETURN_TOKEN_IDS) need n=1")
         tolerate = frozenset(p.strip() for p in env.get("MODELYARD_TOLERATE_PARAMS", "").split(",") if p.strip())
+        overflow = env.get("MODELYARD_CONTEXT_OVERFLOW", "").strip() or "error"
+        if overflow not in ("error", "incomplete"):
+            raise ConfigError(f"MODELYARD_CONTEXT_OVERFLOW must be error or incomplete, got {overflow!r}")
         return cls(
             backend=backend,
             upstream_url=url,
@@ -197,6 +203,7 @@ class Settings:
             breaker_failures=_count(env, "MODELYARD_BREAKER_FAILURES", 5),
             breaker_cooldown=_nonneg(env, "MODELYARD_BREAKER_COOLDOWN", 10.0),
             tolerate_params=tolerate,
+            context_overflow=overflow,
             chat_template_kwargs=_json_object(env, "MODELYARD_CHAT_TEMPLATE_KWARGS"),
             extra_body=extra_body,
             developer_role=role,

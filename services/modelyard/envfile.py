@@ -325,6 +325,8 @@ SECTIONS: dict[str, dict[str, Key]] = {
     "adapter": {
         "workers": Key(integer(1), "MODELYARD_WORKERS"),
         "log_level": Key(choice("debug", "info", "warning", "error", "critical"), "MODELYARD_LOG_LEVEL"),
+        "tolerate_params": Key(word_list, "MODELYARD_TOLERATE_PARAMS"),
+        "context_overflow": Key(choice("error", "incomplete"), "MODELYARD_CONTEXT_OVERFLOW"),
         "base_image": Key(image, "ADAPTER_BASE_IMAGE"),
     },
 }

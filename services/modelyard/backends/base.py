@@ -55,6 +55,7 @@ class Backend:
         return TranslateOptions(
             tolerate_params=s.tolerate_params,
             developer_role=s.developer_role,
+            context_overflow="incomplete" if s.context_overflow == "incomplete" else "error",
             reasoning_history=s.reasoning_history,
             # With a reasoning parser upstream, content is only ever content.
             think_tags=None if s.uses_reasoning_parser else s.think_tags,
