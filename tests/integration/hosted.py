@@ -120,6 +120,35 @@ def standin_config(config: dict[str, Any]) -> str:
     return json.dumps(config, separators=(",", ":"))
 
 
+TOOL = {
+    "type": "function",
+    "name": "get_weather",
+    "description": "The weather in a city.",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+}
+CHAT_TOOL = {"type": "function", "function": {k: v for k, v in TOOL.items() if k != "type"}}
+
+
+@contextmanager
+def running(backend: str, env: dict[str, str], tmp_path: Path) -> Iterator[Hosted]:
+    """A module's stack: up for the block, down after it."""
+    hosted = start(backend, env, tmp_path)
+    try:
+        yield hosted
+    finally:
+        hosted.compose.stop()
+
+
+def checked_requests(stack: Hosted) -> Iterator[list[dict[str, Any]]]:
+    """For a `sent` fixture: the requests the stand-in received during the test, all checked to be what the
+    real provider expects (auth, attribution, path, query, body)."""
+    stack.clear()
+    seen: list[dict[str, Any]] = []
+    yield seen
+    seen.extend(stack.requests())
+    no_problems(seen)
+
+
 def no_problems(requests: list[dict[str, Any]]) -> None:
     """Every request the stand-in saw was what the real provider expects."""
     bad = [(r["method"], r["path"], r["problems"]) for r in requests if r["problems"]]

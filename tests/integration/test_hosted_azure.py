@@ -15,20 +15,13 @@ from pathlib import Path
 import openai
 import pytest
 
-from .hosted import Hosted, no_problems, standin_config, start
+from .hosted import CHAT_TOOL, TOOL, Hosted, checked_requests, running, standin_config
 
 pytestmark = pytest.mark.integration
 
 KEY = "azure-standin-key-0123456789"
 TOKENS = ["entra-token-1", "entra-token-2"]
 DEPLOYMENTS = {"gpt-4o-mini": "gpt-4o-mini-dep", "o4-mini": "o4-mini-dep"}
-TOOL = {
-    "type": "function",
-    "name": "get_weather",
-    "description": "The weather in a city.",
-    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
-}
-CHAT_TOOL = {"type": "function", "function": {k: v for k, v in TOOL.items() if k != "type"}}
 FORMS = {
     "v1-api-key": {"AZURE_OPENAI_URL_STYLE": "v1", "AZURE_OPENAI_API_KEY": KEY},
     "dated-entra-token-file": {
@@ -59,22 +52,15 @@ def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
         "AZURE_TOKEN_DIR": str(token_dir),
         "STANDIN_AZURE_CONFIG": standin_config({"key": KEY, "tokens": TOKENS[:1]}),
     }
-    hosted = start("azure", env, tmp)
-    hosted.form = request.param  # type: ignore[attr-defined]
-    hosted.token_dir = token_dir  # type: ignore[attr-defined]
-    try:
+    with running("azure", env, tmp) as hosted:
+        hosted.form = request.param  # type: ignore[attr-defined]
+        hosted.token_dir = token_dir  # type: ignore[attr-defined]
         yield hosted
-    finally:
-        hosted.compose.stop()
 
 
 @pytest.fixture
 def sent(stack: Hosted) -> Iterator[list]:
-    stack.clear()
-    seen: list = []
-    yield seen
-    seen.extend(stack.requests())
-    no_problems(seen)
+    yield from checked_requests(stack)
 
 
 def dated(stack: Hosted) -> bool:

@@ -10,18 +10,12 @@ from collections.abc import Iterator
 import openai
 import pytest
 
-from .hosted import Hosted, no_problems, standin_config, start
+from .hosted import TOOL, Hosted, checked_requests, running, standin_config
 
 pytestmark = pytest.mark.integration
 
 KEY = "sk-standin-openai-0123456789"
 MODEL = "gpt-4.1-mini"
-TOOL = {
-    "type": "function",
-    "name": "get_weather",
-    "description": "The weather in a city.",
-    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
-}
 
 
 @pytest.fixture(scope="module")
@@ -33,21 +27,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hosted]:
         "POLICY_MODEL_NAME": MODEL,
         "STANDIN_OPENAI_CONFIG": standin_config({"key": KEY, "organization": "org-standin", "project": "proj_standin"}),
     }
-    hosted = start("openai", env, tmp_path_factory.mktemp("openai"))
-    try:
+    with running("openai", env, tmp_path_factory.mktemp("openai")) as hosted:
         yield hosted
-    finally:
-        hosted.compose.stop()
 
 
 @pytest.fixture
 def sent(stack: Hosted) -> Iterator[list]:
-    """The requests the stand-in received during the test; all must be what OpenAI expects."""
-    stack.clear()
-    seen: list = []
-    yield seen
-    seen.extend(stack.requests())
-    no_problems(seen)
+    yield from checked_requests(stack)
 
 
 def test_responses_non_streaming(stack: Hosted, sent: list) -> None:

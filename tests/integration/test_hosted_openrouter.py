@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import openai
 import pytest
 
-from .hosted import Hosted, no_problems, standin_config, start
+from .hosted import CHAT_TOOL, TOOL, Hosted, checked_requests, running, standin_config
 
 pytestmark = pytest.mark.integration
 
@@ -21,13 +21,6 @@ KEY = "sk-or-v1-standin-0123456789"
 MODEL = "openai/gpt-4o-mini"
 ATTRIBUTION = {"referer": "https://modelyard.test", "title": "modelyard tests"}
 ROUTING = {"provider": {"order": ["openai", "azure"], "allow_fallbacks": False}, "reasoning": {"effort": "high"}}
-TOOL = {
-    "type": "function",
-    "name": "get_weather",
-    "description": "The weather in a city.",
-    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
-}
-CHAT_TOOL = {"type": "function", "function": {k: v for k, v in TOOL.items() if k != "type"}}
 
 
 @pytest.fixture(scope="module", params=["translate", "native"])
@@ -39,21 +32,14 @@ def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
         "OPENROUTER_RESPONSES_MODE": request.param,
         "STANDIN_OPENROUTER_CONFIG": standin_config({"key": KEY, **ATTRIBUTION}),
     }
-    hosted = start("openrouter", env, tmp_path_factory.mktemp("openrouter"))
-    hosted.mode = request.param  # type: ignore[attr-defined]
-    try:
+    with running("openrouter", env, tmp_path_factory.mktemp("openrouter")) as hosted:
+        hosted.mode = request.param  # type: ignore[attr-defined]
         yield hosted
-    finally:
-        hosted.compose.stop()
 
 
 @pytest.fixture
 def sent(stack: Hosted) -> Iterator[list]:
-    stack.clear()
-    seen: list = []
-    yield seen
-    seen.extend(stack.requests())
-    no_problems(seen)  # attribution headers and options on every request
+    yield from checked_requests(stack)
 
 
 def native(stack: Hosted) -> bool:
