@@ -468,3 +468,16 @@ def test_developer_messages_are_rewritten_per_the_switch(role: str, sent: str) -
     convo = [{"role": "developer", "content": "Be brief."}, {"role": "user", "content": "hi"}]
     assert tc.post("/v1/responses", json={"model": "m", "input": convo}).status_code == 200
     assert engine.chats()[-1]["messages"][0]["role"] == sent
+
+
+def test_tokenize_sees_earlier_reasoning_as_the_chat_endpoint_does() -> None:
+    tc, engine = adapter({**TOKEN_MODE, "MODELYARD_REASONING_HISTORY": "send"})
+    prompt, generated = turn_one()
+    reasoning = {"type": "reasoning", "summary": [], "content": [{"type": "reasoning_text", "text": "Hmm."}]}
+    echoed = {"role": "assistant", "content": "Hello", "prompt_token_ids": prompt, "generation_token_ids": generated}
+    convo = [{"role": "user", "content": "hi"}, reasoning, echoed, {"role": "user", "content": "more"}]
+    assert tc.post("/v1/responses", json={"model": "m", "input": convo}).status_code == 200
+    assert engine.chats()[-1]["messages"][1]["reasoning_content"] == "Hmm."
+    rendered = [t for t in engine.tokenizes() if t.get("messages", [{}])[0].get("content") == "hi"]
+    assert rendered and all(t["messages"][1]["reasoning"] == "Hmm." for t in rendered)
+    assert all("reasoning_content" not in t["messages"][1] for t in rendered)

@@ -87,6 +87,8 @@ class VLLM(Backend):
         self, upstream: Upstream, body: dict[str, Any], messages: list[dict[str, Any]], *, generation_prompt: bool
     ) -> list[int]:
         """The engine's own rendering and tokenization of `messages`, as its chat endpoint does it."""
+        # The chat endpoint reads an assistant message's reasoning_content as `reasoning`; /tokenize does not.
+        messages = [_reasoning_renamed(m) if "reasoning_content" in m else m for m in messages]
         request: dict[str, Any] = {"model": body.get("model"), "messages": messages}
         request["add_generation_prompt"] = generation_prompt
         kwargs = dict(body.get("chat_template_kwargs") or {})
@@ -126,6 +128,13 @@ class VLLM(Backend):
             self._turn_end_known = True
             log.info("chat template turn-end token: %s", self._turn_end, extra={"backend": self.name})
         return self._turn_end
+
+
+def _reasoning_renamed(message: dict[str, Any]) -> dict[str, Any]:
+    message = dict(message)
+    reasoning = message.pop("reasoning_content")
+    message.setdefault("reasoning", reasoning)
+    return message
 
 
 def _one_choice(n: Any) -> None:
