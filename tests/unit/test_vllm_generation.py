@@ -458,8 +458,10 @@ def test_bad_chat_template_kwargs_are_a_400(body: dict[str, Any]) -> None:
 
 
 def test_hosted_backends_take_no_chat_template_kwargs() -> None:
-    settings = Settings.from_env("openai", {"MODELYARD_UPSTREAM_URL": "http://e"})
-    assert load("openai", settings).engine_extras is False
+    tc, engine = adapter({"MODELYARD_UPSTREAM_API_KEY": "k"}, "openrouter")  # translates Responses to chat
+    resp = tc.post("/v1/responses", json={"model": "m", "input": "hi", "chat_template_kwargs": {"x": 1}})
+    assert resp.status_code == 400 and resp.json()["error"]["param"] == "chat_template_kwargs"
+    assert engine.requests == []
 
 
 @pytest.mark.parametrize(("role", "sent"), [("system", "system"), ("developer", "developer"), ("", "system")])
