@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from modelyard.translate import (
     StreamTranslator,
@@ -23,6 +25,7 @@ from modelyard.translate import (
     upstream_error,
 )
 from tests.unit.spec import check_event, check_response
+from tests.unit.test_translate_stream import check_sequence
 
 DIR = Path(__file__).parent / "golden"
 CASES = {p.stem: json.loads(p.read_text()) for p in sorted(DIR.glob("*.json"))}
@@ -260,3 +263,92 @@ def test_context_overflow_as_incomplete() -> None:
     for event in events:
         check_event(event)
     assert events[-1]["response"] == response
+
+
+# -- property: the goldens' streams cut finer, and parallel calls interleaved, give the same Response ---------------
+def _split(draw: st.DrawFn, text: str) -> list[str]:
+    if len(text) < 2:
+        return [text]
+    points = sorted(draw(st.sets(st.integers(1, len(text) - 1), max_size=4)))
+    return [text[a:b] for a, b in zip([0, *points], [*points, len(text)], strict=True)]
+
+
+def _finer(draw: st.DrawFn, chunk: dict[str, Any]) -> list[dict[str, Any]]:
+    """One chunk as several: its text (content, reasoning, one call's arguments) cut into pieces. Usage,
+    logprobs and the role ride on the first piece, finish_reason on the last."""
+    if len(chunk["choices"]) != 1:
+        return [chunk]
+    choice = chunk["choices"][0]
+    delta = choice["delta"]
+    calls = delta.get("tool_calls") or []
+    if len(calls) == 1 and (calls[0].get("function") or {}).get("arguments"):
+        call = calls[0]
+        pieces = _split(draw, call["function"]["arguments"])
+        deltas = [{**delta, "tool_calls": [{**call, "function": {**call["function"], "arguments": pieces[0]}}]}]
+        deltas += [{"tool_calls": [{"index": call["index"], "function": {"arguments": p}}]} for p in pieces[1:]]
+    else:
+        keys = [k for k in ("content", "reasoning_content", "reasoning") if isinstance(delta.get(k), str)]
+        if not keys or calls or len({delta[k] for k in keys}) != 1:
+            return [chunk]
+        pieces = _split(draw, delta[keys[0]])  # reasoning and reasoning_content carry the same text
+        deltas = [{**delta, **dict.fromkeys(keys, pieces[0])}]
+        deltas += [dict.fromkeys(keys, p) for p in pieces[1:]]
+    out = []
+    for i, d in enumerate(deltas):
+        first, last = i == 0, i == len(deltas) - 1
+        sub = {**choice, "delta": d, "finish_reason": choice.get("finish_reason") if last else None}
+        if not first:
+            sub["logprobs"] = None
+        out.append({**chunk, "choices": [sub]} if first else {**chunk, "choices": [sub], "usage": None})
+    return out
+
+
+def _call_index(chunk: dict[str, Any]) -> int | None:
+    """The call a chunk only streams tool-call text of, or None."""
+    choices = chunk["choices"]
+    if len(choices) != 1 or choices[0].get("finish_reason") or set(choices[0]["delta"]) - {"tool_calls"}:
+        return None
+    calls = choices[0]["delta"]["tool_calls"] or []
+    return calls[0]["index"] if len(calls) == 1 else None
+
+
+@st.composite
+def rechunked(draw: st.DrawFn) -> tuple[str, list[dict[str, Any]]]:
+    name = draw(st.sampled_from(sorted(CASES)))
+    chunks = [piece for chunk in CASES[name]["chunks"] for piece in _finer(draw, chunk)]
+    out: list[dict[str, Any]] = []
+    i = 0
+    while i < len(chunks):  # a run of tool-call chunks: interleave the calls, each call's own order kept
+        if _call_index(chunks[i]) is None:
+            out.append(chunks[i])
+            i += 1
+            continue
+        run: dict[int, list[dict[str, Any]]] = {}
+        while i < len(chunks) and _call_index(chunks[i]) is not None:
+            run.setdefault(_call_index(chunks[i]), []).append(chunks[i])
+            i += 1
+        started: list[int] = []
+        while any(run.values()):
+            # A call may go on once it started; the next one may start (its name keeps the output order).
+            waiting = [k for k in run if run[k] and k not in started]
+            ready = [k for k in started if run[k]] + waiting[:1]
+            k = draw(st.sampled_from(ready))
+            if k not in started:
+                started.append(k)
+            out.append(run[k].pop(0))
+    return name, out
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(rechunked())
+def test_golden_streams_cut_finer_and_interleaved_give_the_same_response(
+    case: tuple[str, list[dict[str, Any]]],
+) -> None:
+    name, chunks = case
+    # A hand-made stream is one reply chunked: it must end in that reply's non-streamed Response. A recorded
+    # stream is its own generation (see test_translate_stream.recorded_pair): it must end where it did.
+    expected = translate(CASES[name]) if CASES[name]["recorded_from"] == "hand-made" else stream(CASES[name])[1]
+    events, final = stream({**CASES[name], "chunks": chunks})
+    check_sequence(events, final)
+    settled = {k: v for k, v in final.items() if k != "completed_at"}
+    assert settled == {k: v for k, v in expected.items() if k != "completed_at"}
