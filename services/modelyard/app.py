@@ -22,6 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from . import metrics
 from .backends import Backend
 from .errors import APIError, invalid
+from .replicas import ReplicaRouting, Replicas
 from .translate import (
     StreamTranslator,
     chat_to_response,
@@ -72,6 +73,8 @@ def create_app(backend: Backend, upstream: Upstream | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.upstream = upstream or backend.make_upstream()
+        if isinstance(app.state.upstream, Replicas):
+            await app.state.upstream.start()  # background health probes, one per replica
         log.info("adapter ready", extra={"backend": backend.name, "upstream": backend.settings.upstream_url})
         yield
         await app.state.upstream.aclose()
@@ -79,6 +82,10 @@ def create_app(backend: Backend, upstream: Upstream | None = None) -> FastAPI:
     app = FastAPI(title=f"modelyard {backend.name} adapter", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.backend = backend
     name = backend.name
+    if len(backend.settings.upstream_urls) > 1 or isinstance(upstream, Replicas):
+        # Sessions stick to a replica; the one that answered is named in a header (docs/replicas.md).
+        n = len(upstream.replicas) if isinstance(upstream, Replicas) else len(backend.settings.upstream_urls)
+        app.add_middleware(ReplicaRouting, replicas=n)
 
     def up(request: Request) -> Upstream:
         return request.app.state.upstream

@@ -89,6 +89,19 @@ def _think_tags(env: Mapping[str, str]) -> tuple[str, str]:
     return (tags[0], tags[1])
 
 
+def _urls(raw: str, backend: str) -> tuple[str, ...]:
+    """MODELYARD_UPSTREAM_URL: one base URL, or several replicas' separated by commas."""
+    urls = tuple(u.strip().rstrip("/") for u in raw.split(",") if u.strip())
+    if not urls:
+        raise ConfigError(f"MODELYARD_UPSTREAM_URL is required for the {backend} adapter")
+    for url in urls:
+        if not url.startswith(("http://", "https://")):
+            raise ConfigError(f"MODELYARD_UPSTREAM_URL must start with http:// or https://, got {url!r}")
+    if len(set(urls)) != len(urls):
+        raise ConfigError(f"MODELYARD_UPSTREAM_URL names a replica twice: {raw!r}")
+    return urls
+
+
 def _secret(env: Mapping[str, str], name: str) -> str:
     """A secret from NAME, or from the file named by NAME_FILE (compose secrets)."""
     path = env.get(f"{name}_FILE", "")
@@ -104,7 +117,7 @@ def _secret(env: Mapping[str, str], name: str) -> str:
 @dataclass(frozen=True)
 class Settings:
     backend: str
-    upstream_url: str
+    upstream_url: str  # the first of upstream_urls
     api_key: str = field(default="", repr=False)  # never printed
     model: str = ""  # the pinned policy model ("" = whatever the client asks for)
     model_policy: str = "validate"  # validate: other models get a 404; override: rewritten
@@ -145,16 +158,16 @@ class Settings:
     reasoning_history: str = "drop"  # earlier turns' reasoning items: "send" (interleaved) or "drop"
     # Sampling params pinned on every engine request, over what the client sent (on-policy RL).
     sampling_overrides: dict[str, Any] = field(default_factory=dict)
+    # Several engine replicas (docs/replicas.md): MODELYARD_UPSTREAM_URL lists them, comma-separated.
+    upstream_urls: tuple[str, ...] = ()
+    replica_probe_interval: float = 2.0  # seconds between health probes of each replica
+    session_table_size: int = 100_000  # x-session-id -> replica entries kept (least recently used go)
     env: Mapping[str, str] = field(default_factory=dict, repr=False)  # backend-specific extras
 
     @classmethod
     def from_env(cls, backend: str, env: Mapping[str, str] | None = None) -> Settings:
         env = dict(os.environ if env is None else env)
-        url = env.get("MODELYARD_UPSTREAM_URL", "").rstrip("/")
-        if not url:
-            raise ConfigError(f"MODELYARD_UPSTREAM_URL is required for the {backend} adapter")
-        if not url.startswith(("http://", "https://")):
-            raise ConfigError(f"MODELYARD_UPSTREAM_URL must start with http:// or https://, got {url!r}")
+        urls = _urls(env.get("MODELYARD_UPSTREAM_URL", ""), backend)
         policy = env.get("MODELYARD_MODEL_POLICY", "validate") or "validate"
         if policy not in ("validate", "override"):
             raise ConfigError(f"MODELYARD_MODEL_POLICY must be validate or override, got {policy!r}")
@@ -178,7 +191,10 @@ class Settings:
             raise ConfigError(f"MODELYARD_CONTEXT_OVERFLOW must be error or incomplete, got {overflow!r}")
         return cls(
             backend=backend,
-            upstream_url=url,
+            upstream_url=urls[0],
+            upstream_urls=urls,
+            replica_probe_interval=_float(env, "MODELYARD_REPLICA_PROBE_INTERVAL", 2.0),
+            session_table_size=_count(env, "MODELYARD_SESSION_TABLE_SIZE", 100_000),
             api_key=_secret(env, "MODELYARD_UPSTREAM_API_KEY"),
             model=env.get("MODELYARD_MODEL", ""),
             model_policy=policy,

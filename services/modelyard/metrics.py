@@ -44,6 +44,25 @@ TTFT = Histogram(
     ["backend"],
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60, 120, 300),
 )
+# -- several replicas (replicas.py); `replica` is the index in MODELYARD_UPSTREAM_URL --
+REPLICA_REQUESTS = Counter(
+    "modelyard_replica_requests_total",
+    "Attempts sent to each replica, by outcome (HTTP status, or the transport error's class)",
+    ["backend", "replica", "outcome"],
+)
+REPLICA_HEALTHY = Gauge(
+    "modelyard_replica_healthy", "1 while a replica takes requests, 0 while taken out", ["backend", "replica", "host"]
+)
+REPLICA_IN_FLIGHT = Gauge(
+    "modelyard_replica_in_flight_requests", "Requests open on each replica", ["backend", "replica"]
+)
+REPLICA_FAILOVERS = Counter(
+    "modelyard_replica_failovers_total", "Requests moved off a replica to another one", ["backend", "replica"]
+)
+REPLICA_TRANSITIONS = Counter(
+    "modelyard_replica_transitions_total", "Replicas taken out (down) and put back (up)", ["backend", "replica", "to"]
+)
+SESSIONS = Gauge("modelyard_replica_sessions", "Sessions (x-session-id) with a replica they stick to", ["backend"])
 TOKENS = Counter("modelyard_tokens_total", "Tokens in non-streamed upstream replies' usage", ["backend", "direction"])
 
 

@@ -69,6 +69,8 @@ def is_event_stream(resp: httpx.Response) -> bool:
 
 
 class Upstream:
+    replicated = False  # one base URL; replicas.Replicas spreads over several
+
     def __init__(
         self,
         base_url: str,

@@ -10,9 +10,10 @@ from typing import Any, ClassVar
 import httpx
 import orjson
 
-from ..config import Settings
+from ..config import ConfigError, Settings
 from ..errors import APIError, invalid
 from ..policy import Policy
+from ..replicas import Replicas
 from ..translate import ChatRequest, TranslateOptions, upstream_error
 from ..upstream import Upstream
 
@@ -35,8 +36,13 @@ class Backend:
     # Set where the upstream renders a chat template (vLLM, NIM): a Responses request may carry
     # `chat_template_kwargs`, at the top level or as NeMo Gym does, JSON in metadata.chat_template_kwargs.
     engine_extras: ClassVar[bool] = False
+    # Set where MODELYARD_UPSTREAM_URL may list several engine replicas (self-hosted engines).
+    replicas_supported: ClassVar[bool] = False
 
     def __init__(self, settings: Settings) -> None:
+        if len(settings.upstream_urls) > 1 and not self.replicas_supported:
+            n = len(settings.upstream_urls)
+            raise ConfigError(f"MODELYARD_UPSTREAM_URL lists {n} URLs: the {self.name} backend takes one")
         self.settings = settings
         self.options = self.translate_options()
         self._ready: tuple[float, bool, str] = (0.0, False, "not checked yet")
@@ -66,8 +72,28 @@ class Backend:
 
     def make_upstream(self, transport: httpx.AsyncBaseTransport | None = None) -> Upstream:
         s = self.settings
+        if len(s.upstream_urls) > 1:
+            return self.make_replicas(transport)
         return Upstream(
             self.base_url(),
+            headers=self.headers(),
+            params=self.params(),
+            connect_timeout=s.connect_timeout,
+            read_timeout=s.read_timeout,
+            max_connections=s.max_connections,
+            transport=transport,
+            policy=Policy.from_settings(s),
+            name=self.name,
+        )
+
+    def make_replicas(self, transport: httpx.AsyncBaseTransport | None = None) -> Replicas:
+        """Several engine replicas (docs/replicas.md), each probed with this backend's `probe`."""
+        s = self.settings
+        return Replicas(
+            s.upstream_urls,
+            probe=self.probe,
+            probe_interval=s.replica_probe_interval,
+            session_table_size=s.session_table_size,
             headers=self.headers(),
             params=self.params(),
             connect_timeout=s.connect_timeout,
@@ -171,7 +197,10 @@ class Backend:
         return resp.status_code == 200, f"GET {self.models_path} -> {resp.status_code}"
 
     async def ready(self, upstream: Upstream) -> tuple[bool, str]:
-        """`probe`, cached for readiness_ttl seconds so health checks never load the upstream."""
+        """`probe`, cached for readiness_ttl seconds so health checks never load the upstream. With several
+        replicas: ready while at least one is up (each is probed in the background)."""
+        if isinstance(upstream, Replicas):
+            return upstream.readiness()
         checked, ok, detail = self._ready
         now = time.monotonic()
         if now - checked < self.settings.readiness_ttl:

@@ -9,6 +9,7 @@ from .base import Backend
 class NIM(Backend):
     name = "nim"
     engine_extras = True  # NIM renders the chat template itself (chat_template_kwargs)
+    replicas_supported = True  # MODELYARD_UPSTREAM_URL may list several engines (docs/replicas.md)
 
     async def probe(self, upstream: Upstream) -> tuple[bool, str]:
         # A self-hosted NIM says when it is ready; the hosted catalog has only the model list.

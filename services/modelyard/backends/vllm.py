@@ -29,6 +29,7 @@ TOKENIZE_PATH = "../tokenize"
 class VLLM(Backend):
     name = "vllm"
     engine_extras = True
+    replicas_supported = True  # MODELYARD_UPSTREAM_URL may list several engines (docs/replicas.md)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
