@@ -15,6 +15,8 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import subprocess
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +28,8 @@ from pydantic import BaseModel
 
 from tests.unit.spec import SPEC, check_sdk_event, check_sdk_response, check_spec
 from tests.unit.test_translate_stream import check_sequence
+
+from .conftest import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -161,8 +165,7 @@ def base_url(request: pytest.FixtureRequest) -> str:
     return url.rstrip("/") if url else request.getfixturevalue("stack").url
 
 
-@pytest.fixture
-def sdk(base_url: str) -> Iterator[SDK]:
+def open_sdk(base_url: str) -> Iterator[SDK]:
     recorder = Recorder()
     client = openai.OpenAI(
         base_url=f"{base_url}/v1",
@@ -175,6 +178,46 @@ def sdk(base_url: str) -> Iterator[SDK]:
         sdk = SDK(client, recorder, client.models.list().data[0].id)
         yield sdk
     sdk.check_all()  # what a test left unchecked
+
+
+@pytest.fixture
+def sdk(base_url: str) -> Iterator[SDK]:
+    yield from open_sdk(base_url)
+
+
+@pytest.fixture(scope="module")
+def tolerant_adapter(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A second vLLM adapter beside the stack's, on the same engine, configured the other way:
+    MODELYARD_CONTEXT_OVERFLOW=incomplete and MODELYARD_TOLERATE_PARAMS=background."""
+    if os.environ.get("MODELYARD_STACK_URL"):
+        pytest.skip("starts an adapter in the session stack's compose project")
+    stack = request.getfixturevalue("stack")
+    port, name = free_port(), f"{stack.project}-tolerant-adapter"
+    settings = ["-e", "MODELYARD_CONTEXT_OVERFLOW=incomplete", "-e", "MODELYARD_TOLERATE_PARAMS=background"]
+    run = stack.compose_cmd(
+        "run", "-d", "--no-deps", "--name", name, "-p", f"127.0.0.1:{port}:8000", *settings, "adapter-vllm"
+    )
+    assert run.returncode == 0, run.stderr
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(120):
+            try:
+                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        else:
+            logs = subprocess.run(["docker", "logs", "--tail", "40", name], capture_output=True, text=True)
+            pytest.fail(f"the second adapter never got ready: {logs.stdout[-3000:]} {logs.stderr[-3000:]}")
+        yield url
+    finally:
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True, timeout=60)
+
+
+@pytest.fixture
+def tolerant(tolerant_adapter: str) -> Iterator[SDK]:
+    yield from open_sdk(tolerant_adapter)
 
 
 def normalized(response: dict[str, Any]) -> dict[str, Any]:
@@ -373,3 +416,20 @@ def test_chat_completions_stream_passes_through_chunk_by_chunk(sdk: SDK) -> None
     content = [r for r in raw if r["choices"] and r["choices"][0]["delta"].get("content")]
     assert len(content) == raw[-1]["usage"]["completion_tokens"] == 12
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices).strip()
+
+
+def test_overflow_as_incomplete_and_tolerated_params(tolerant: SDK) -> None:
+    request = {"model": tolerant.model, "input": "hello " * 2100, "max_output_tokens": 4, "background": True}
+    raw = tolerant.client.responses.with_raw_response.create(**request)
+    resp = raw.parse()
+    with tolerant.client.responses.with_streaming_response.create(**request, stream=True) as streamed:
+        events = [e.type for e in streamed.parse()]
+    tolerant.check_all()
+    assert resp.status == "incomplete" and resp.output == [] and resp.incomplete_details.reason == "max_output_tokens"
+    assert resp.background is False
+    assert events == ["response.created", "response.in_progress", "response.incomplete"]
+    assert raw.headers["x-modelyard-dropped-params"] == streamed.headers["x-modelyard-dropped-params"] == "background"
+    # What fits is answered as usual.
+    ok = tolerant.client.responses.create(model=tolerant.model, input="Hi", max_output_tokens=4, background=True)
+    tolerant.check_all()
+    assert ok.output_text and ok.usage.output_tokens <= 4
