@@ -30,3 +30,7 @@ def setup(level: str = "info") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # httpx logs every upstream request at info: a line per request is CPU on the hot path (and in
+    # docker's log driver) that says nothing the gateway's access log does not.
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(max(logging.WARNING, root.level))

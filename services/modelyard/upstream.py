@@ -14,6 +14,7 @@ import httpx
 import orjson
 
 from . import metrics
+from . import transport as transport_mod
 from .breaker import CircuitBreaker
 from .errors import APIError
 from .limits import ConcurrencyLimit, QueueFull
@@ -85,6 +86,8 @@ class Upstream:
         name: str = "upstream",
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        if transport is None and transport_mod.wanted(self.base_url):
+            transport = transport_mod.FastTransport(max_connections)  # plain http: the lean pool
         self.client = httpx.AsyncClient(
             base_url=self.base_url,
             headers=dict(headers or {}),
