@@ -8,11 +8,13 @@ paths it measures (scripts/bench measures its own ceiling and prints it).
 - with "stream": true -> an SSE stream: the role chunk and the first token at once (time to first
   token = 0), then one token every `cadence_ms`, `chunks` tokens in all, a finish chunk, a usage chunk
   and `data: [DONE]`. The stream stops as soon as the client goes away.
+- a request for the model "bench-hold" streams the `hold` shape instead (a token a second, for
+  holding thousands of streams open).
 - GET /health, /v1/models -> 200 (adapter readiness, LiteLLM health).
 
     python -m tests.bench.standin --listen 127.0.0.1:9000:20:10 [--listen 127.0.0.1:9001:300:2000]
 
-each --listen is HOST:PORT:CHUNKS:CADENCE_MS.
+each --listen is HOST:PORT:CHUNKS:CADENCE_MS; --hold CHUNKS:CADENCE_MS (default 600:1000).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import resource
 from dataclasses import dataclass
 
 MODEL = "bench-model"
+HOLD_MODEL = b'"bench-hold"'
 CREATED = 1700000000
 
 
@@ -90,8 +93,9 @@ NOT_FOUND = b'{"error":{"message":"not found","type":"invalid_request_error","pa
 class Server(asyncio.Protocol):
     """One connection: HTTP/1.1 keep-alive, requests answered in order (no pipelining needed)."""
 
-    def __init__(self, shape: StreamShape, delay_ms: float, body: bytes) -> None:
-        self.shape, self.delay = shape, delay_ms / 1000
+    def __init__(self, shape: StreamShape, delay_ms: float, body: bytes, hold: StreamShape | None = None) -> None:
+        self.fast, self.hold, self.delay = shape, hold or StreamShape(600, 1000.0), delay_ms / 1000
+        self.shape = shape
         self.reply = JSON_HEAD % len(body) + body
         self.buf = b""
         self.need = -1  # body bytes still to read for the current request, -1 = reading headers
@@ -99,6 +103,7 @@ class Server(asyncio.Protocol):
         self.timer: asyncio.TimerHandle | None = None
         self.transport: asyncio.Transport | None = None
         self.busy = False
+        self.t0 = 0.0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -142,7 +147,9 @@ class Server(asyncio.Protocol):
             return
         if b'"stream":true' in body or b'"stream": true' in body:
             self.busy = True
+            self.shape = self.hold if HOLD_MODEL in body else self.fast
             t.write(SSE_HEAD + _chunked(self.shape.first()))
+            self.t0 = asyncio.get_running_loop().time()
             self._next(1)
         elif self.delay:
             self.busy = True
@@ -172,17 +179,18 @@ class Server(asyncio.Protocol):
             t.write(_chunked(self.shape.tail()) + b"0\r\n\r\n")
             self.busy = False
             return
-        self.timer = asyncio.get_running_loop().call_later(self.shape.cadence_ms / 1000, self._next, i + 1)
+        # Token i+1 is due at t0 + i * cadence: timed from the start, so scheduling delays do not add up.
+        self.timer = asyncio.get_running_loop().call_at(self.t0 + i * self.shape.cadence_ms / 1000, self._next, i + 1)
 
 
-async def serve(listens: list[tuple[str, int, StreamShape]], delay_ms: float) -> None:
+async def serve(listens: list[tuple[str, int, StreamShape]], delay_ms: float, hold: StreamShape) -> None:
     loop = asyncio.get_running_loop()
     body = completion_body()
     servers = []
     for host, port, shape in listens:
 
         def make(shape: StreamShape = shape) -> Server:
-            return Server(shape, delay_ms, body)
+            return Server(shape, delay_ms, body, hold)
 
         servers.append(await loop.create_server(make, host, port, backlog=8192, reuse_address=True))
     print("standin ready", flush=True)
@@ -197,6 +205,7 @@ def parse_listen(spec: str) -> tuple[str, int, StreamShape]:
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--listen", action="append", required=True, help="HOST:PORT:CHUNKS:CADENCE_MS")
+    ap.add_argument("--hold", default="600:1000", help="CHUNKS:CADENCE_MS of the bench-hold model's streams")
     ap.add_argument("--delay-ms", type=float, default=0.0, help="fixed latency of a non-streamed reply")
     args = ap.parse_args(argv)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -207,7 +216,8 @@ def main(argv: list[str] | None = None) -> None:
         uvloop.install()
     except ImportError:
         pass
-    asyncio.run(serve([parse_listen(s) for s in args.listen], args.delay_ms))
+    chunks, cadence = args.hold.split(":")
+    asyncio.run(serve([parse_listen(s) for s in args.listen], args.delay_ms, StreamShape(int(chunks), float(cadence))))
 
 
 if __name__ == "__main__":
