@@ -3,16 +3,85 @@
 # nginx in the foreground. Only the variables listed here are substituted, so nginx's own $vars stay.
 set -eu
 : "${POLICY_BACKEND:=vllm}" "${GATEWAY_MAX_BODY_SIZE:=32m}" "${GATEWAY_READ_TIMEOUT:=3600s}"
+# Client API keys (comma or space separated; empty: no auth) and limits (empty or 0: off).
+: "${GATEWAY_API_KEYS:=}" "${GATEWAY_RATE_PER_KEY:=}" "${GATEWAY_RATE_GLOBAL:=}" "${GATEWAY_BURST:=}"
+: "${GATEWAY_MAX_CONNS_PER_KEY:=}" "${GATEWAY_MAX_CONNS:=}" "${GATEWAY_RETRY_AFTER:=1}"
+# Slow clients: how long nginx waits for a request's headers, between two reads of its body, and
+# between two writes of the response (a client that stops reading a stream) before it gives up.
+: "${GATEWAY_CLIENT_HEADER_TIMEOUT:=10s}" "${GATEWAY_CLIENT_BODY_TIMEOUT:=30s}" "${GATEWAY_SEND_TIMEOUT:=120s}"
 case "$POLICY_BACKEND" in
   vllm|nim|openai|azure|openrouter) ;;
   *) echo "POLICY_BACKEND must be one of vllm, nim, openai, azure, openrouter (got '$POLICY_BACKEND')" >&2; exit 2 ;;
 esac
+fail() { echo "gateway: $*" >&2; exit 2; }
+rate() {  # 10 (per second), 10r/s or 600r/m
+  case "$2" in
+    ''|0) echo "" ;;
+    *[!0-9]*) echo "$2" | grep -Eqx '[0-9]+r/[sm]' || fail "$1 must be a rate such as 10, 10r/s or 600r/m (got '$2')"; echo "$2" ;;
+    *) echo "$2r/s" ;;
+  esac
+}
+count() { echo "$2" | grep -Eqx '[0-9]*' || fail "$1 must be a whole number (got '$2')"; [ "${2:-0}" -gt 0 ] 2>/dev/null && echo "$2" || echo ""; }
+RATE_PER_KEY=$(rate GATEWAY_RATE_PER_KEY "$GATEWAY_RATE_PER_KEY")
+RATE_GLOBAL=$(rate GATEWAY_RATE_GLOBAL "$GATEWAY_RATE_GLOBAL")
+BURST=$(count GATEWAY_BURST "$GATEWAY_BURST")
+CONNS_PER_KEY=$(count GATEWAY_MAX_CONNS_PER_KEY "$GATEWAY_MAX_CONNS_PER_KEY")
+CONNS=$(count GATEWAY_MAX_CONNS "$GATEWAY_MAX_CONNS")
+echo "$GATEWAY_RETRY_AFTER" | grep -Eqx '[0-9]+' || fail "GATEWAY_RETRY_AFTER must be whole seconds"
+
 # Docker's embedded DNS; fall back to the container's resolver outside Docker.
 RESOLVER=$(awk '/^nameserver/ {print $2; exit}' /etc/resolv.conf)
 mkdir -p /tmp/nginx
+umask 077  # the key map is readable by nginx's user alone
+
+# The key map: "Bearer <key>" -> the key's number (k1, k2, ...). The number, never the key, is what
+# the access log and the rate limits see. Keys are matched exactly (a case-sensitive regex each: a
+# plain map entry would match case-insensitively); the scheme word is case-insensitive (RFC 7235).
+{
+  echo "map \$http_authorization \$api_key_id {"
+  if [ -z "$(echo "$GATEWAY_API_KEYS" | tr -d ' ,')" ]; then
+    echo "    default open;"  # no keys configured: every request is let in
+  else
+    echo "    default \"\";"
+    i=0
+    for key in $(echo "$GATEWAY_API_KEYS" | tr ',' ' '); do
+      echo "$key" | grep -Eqx '[A-Za-z0-9._~+/=-]{8,}' \
+        || fail "GATEWAY_API_KEYS: key $((i + 1)) must be 8 or more of A-Z a-z 0-9 . _ ~ + / = -"
+      i=$((i + 1))
+      escaped=$(printf '%s' "$key" | sed -e 's/[.+/=~-]/\\&/g')
+      echo "    \"~^(?i:bearer) +$escaped\$\" k$i;"
+    done
+  fi
+  echo "}"
+} >/tmp/nginx/keys.conf
+
+# Limits (http level: the zones; server level: what applies to proxied requests). Per key: the key's
+# number, or the client address when no keys are configured. Global: one constant key.
+{
+  echo "map \$api_key_id \$limit_key { default \$api_key_id; open \$binary_remote_addr; \"\" \"\"; }"
+  echo "map \$api_key_id \$limit_all { default all; \"\" \"\"; }"  # refused requests are not counted
+  [ -n "$RATE_PER_KEY" ] && echo "limit_req_zone \$limit_key zone=per_key:10m rate=$RATE_PER_KEY;"
+  [ -n "$RATE_GLOBAL" ] && echo "limit_req_zone \$limit_all zone=global:1m rate=$RATE_GLOBAL;"
+  [ -n "$CONNS_PER_KEY$CONNS" ] && echo "limit_conn_zone \$limit_key zone=conn_per_key:10m;" \
+    && echo "limit_conn_zone \$limit_all zone=conn_all:1m;"
+  echo "limit_req_status 429; limit_conn_status 429; limit_req_log_level warn; limit_conn_log_level warn;"
+} >/tmp/nginx/limits-http.conf
+{
+  nodelay=""; [ -n "$BURST" ] && nodelay=" burst=$BURST nodelay"
+  [ -n "$RATE_PER_KEY" ] && echo "limit_req zone=per_key$nodelay;"
+  [ -n "$RATE_GLOBAL" ] && echo "limit_req zone=global$nodelay;"
+  [ -n "$CONNS_PER_KEY" ] && echo "limit_conn conn_per_key $CONNS_PER_KEY;"
+  [ -n "$CONNS" ] && echo "limit_conn conn_all $CONNS;"
+  true
+} >/tmp/nginx/limits-server.conf
+
 sed -e "s|@POLICY_BACKEND@|$POLICY_BACKEND|g" \
     -e "s|@GATEWAY_MAX_BODY_SIZE@|$GATEWAY_MAX_BODY_SIZE|g" \
     -e "s|@GATEWAY_READ_TIMEOUT@|$GATEWAY_READ_TIMEOUT|g" \
+    -e "s|@GATEWAY_CLIENT_HEADER_TIMEOUT@|$GATEWAY_CLIENT_HEADER_TIMEOUT|g" \
+    -e "s|@GATEWAY_CLIENT_BODY_TIMEOUT@|$GATEWAY_CLIENT_BODY_TIMEOUT|g" \
+    -e "s|@GATEWAY_SEND_TIMEOUT@|$GATEWAY_SEND_TIMEOUT|g" \
+    -e "s|@GATEWAY_RETRY_AFTER@|$GATEWAY_RETRY_AFTER|g" \
     -e "s|@RESOLVER@|${RESOLVER:-127.0.0.11}|g" \
     /etc/modelyard/nginx.conf.template >/tmp/nginx/nginx.conf
 exec nginx -c /tmp/nginx/nginx.conf -g 'daemon off;'

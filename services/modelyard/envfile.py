@@ -217,6 +217,26 @@ def nginx_time(value: Any) -> str:
     return value.strip()
 
 
+def api_keys(value: Any) -> str:
+    """Client keys for the gateway: a list (or one comma-separated string) of tokens nginx can match."""
+    if not isinstance(value, list):
+        value = [item for item in re.split(r"[,\s]+", text(value)) if item]
+    keys = [text(item) for item in value]
+    if not all(re.fullmatch(r"[A-Za-z0-9._~+/=-]{8,}", key) for key in keys):
+        raise _Invalid("a list of keys, each 8 or more of A-Z a-z 0-9 . _ ~ + / = -")
+    return ",".join(keys)
+
+
+def nginx_rate(value: Any) -> str:
+    """Requests per second (a number) or an nginx rate (10r/s, 600r/m); 0: no limit."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    value = text(value).strip()
+    if not re.fullmatch(r"\d+(r/[sm])?", value):
+        raise _Invalid("a rate such as 10 (per second), 10r/s or 600r/m; 0: no limit")
+    return value
+
+
 def developer_role(value: Any) -> str:
     return "system" if boolean(value) == "true" else "developer"
 
@@ -308,6 +328,16 @@ SECTIONS: dict[str, dict[str, Key]] = {
         "bind": Key(bind, "GATEWAY_BIND"),
         "max_body_size": Key(nginx_size, "GATEWAY_MAX_BODY_SIZE"),
         "read_timeout": Key(nginx_time, "GATEWAY_READ_TIMEOUT"),
+        "api_keys": Key(api_keys, "GATEWAY_API_KEYS", secret=True),
+        "rate_per_key": Key(nginx_rate, "GATEWAY_RATE_PER_KEY"),
+        "rate_global": Key(nginx_rate, "GATEWAY_RATE_GLOBAL"),
+        "burst": Key(integer(0), "GATEWAY_BURST"),
+        "max_conns_per_key": Key(integer(0), "GATEWAY_MAX_CONNS_PER_KEY"),
+        "max_conns": Key(integer(0), "GATEWAY_MAX_CONNS"),
+        "retry_after": Key(integer(1), "GATEWAY_RETRY_AFTER"),
+        "client_header_timeout": Key(nginx_time, "GATEWAY_CLIENT_HEADER_TIMEOUT"),
+        "client_body_timeout": Key(nginx_time, "GATEWAY_CLIENT_BODY_TIMEOUT"),
+        "send_timeout": Key(nginx_time, "GATEWAY_SEND_TIMEOUT"),
         "base_image": Key(image, "GATEWAY_BASE_IMAGE"),
     },
     # How the vLLM and NIM adapters shape requests and read replies (NeMo Gym's vllm_model names;

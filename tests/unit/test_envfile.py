@@ -218,6 +218,34 @@ cpu: {base_image: python:3.11}
     }
 
 
+def test_gateway_keys_and_limits_render_and_the_keys_stay_secret(tmp_path, capsys) -> None:
+    text = """
+gateway:
+  api_keys: [sk-team-alpha-1, "sk.beta+2/=="]
+  rate_per_key: 50
+  rate_global: 600r/m
+  burst: 20
+  max_conns_per_key: 8
+  max_conns: 100
+  client_body_timeout: 15
+"""
+    variables = render(text).variables
+    assert variables["GATEWAY_API_KEYS"] == "sk-team-alpha-1,sk.beta+2/=="
+    assert (variables["GATEWAY_RATE_PER_KEY"], variables["GATEWAY_RATE_GLOBAL"]) == ("50", "600r/m")
+    assert (variables["GATEWAY_BURST"], variables["GATEWAY_MAX_CONNS"]) == ("20", "100")
+    assert variables["GATEWAY_CLIENT_BODY_TIMEOUT"] == "15s"
+    rc, _ = cli(tmp_path, text, "--check")
+    printed = "".join(capsys.readouterr())
+    assert rc == 0 and "GATEWAY_API_KEYS=***" in printed and "sk-team-alpha-1" not in printed
+
+
+@pytest.mark.parametrize(
+    "text", ["gateway: {api_keys: [short]}", "gateway: {api_keys: ['has space in it']}", "gateway: {rate_global: 5/s}"]
+)
+def test_bad_gateway_keys_or_rates_are_refused(text: str) -> None:
+    assert "gateway." in problems(text)
+
+
 def test_an_ipv6_bind_address_is_bracketed_for_the_port_mapping() -> None:
     assert render("gateway: {bind: '::'}").variables["GATEWAY_BIND"] == "[::]"
 
