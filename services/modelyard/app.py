@@ -9,7 +9,7 @@ from __future__ import annotations
 import gc
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -49,6 +49,10 @@ def error_response(err: APIError) -> Response:
 
 def sse_event(event: dict[str, Any]) -> bytes:
     return b"event: " + event["type"].encode() + b"\ndata: " + orjson.dumps(event) + b"\n\n"
+
+
+def sse_events(events: Iterable[dict[str, Any]]) -> bytes:
+    return b"".join(sse_event(event) for event in events)
 
 
 def closer(ctx: Any) -> BackgroundTask:
@@ -228,7 +232,7 @@ def create_app(backend: Backend, upstream: Upstream | None = None) -> FastAPI:
         extra = {k: v for k, v in err.headers.items() if k == "x-modelyard-dropped-params"}
         if body.get("stream"):
             translator = StreamTranslator(body, response_id=response_id, created_at=created_at, opts=backend.options)
-            events = b"".join(sse_event(event) for event in translator.overflow())
+            events = sse_events(translator.overflow())
             return Response(events, media_type="text/event-stream", headers={**SSE_HEADERS, **extra})
         return json_response(overflow_response(body, response_id=response_id, created_at=created_at), headers=extra)
 
@@ -314,9 +318,10 @@ def create_app(backend: Backend, upstream: Upstream | None = None) -> FastAPI:
         ctx, resp = await open_stream(upstream, path, body, headers)
 
         async def gen() -> AsyncIterator[bytes]:
+            # The events one upstream chunk turns into go out as one write: one send through uvicorn and
+            # the gateway instead of one per event (the first token comes with 3 more events around it).
             try:
-                for event in translator.start():
-                    yield sse_event(event)
+                yield sse_events(translator.start())
                 done = False
                 async for data in sse_data(resp):
                     if data == b"[DONE]":
@@ -325,20 +330,17 @@ def create_app(backend: Backend, upstream: Upstream | None = None) -> FastAPI:
                     chunk = orjson.loads(data)
                     if chunk.get("error"):  # OpenRouter sends it with choices (finish_reason "error")
                         err = backend.error(500, chunk)
-                        for event in translator.fail(err.message):
-                            yield sse_event(event)
+                        yield sse_events(translator.fail(err.message))
                         return
-                    for event in translator.feed(chunk):
-                        yield sse_event(event)
+                    out = sse_events(translator.feed(chunk))
+                    if out:
+                        yield out
                 if not done:
-                    for event in translator.fail("Upstream stream ended before it was complete."):
-                        yield sse_event(event)
+                    yield sse_events(translator.fail("Upstream stream ended before it was complete."))
                     return
-                for event in translator.finish():
-                    yield sse_event(event)
+                yield sse_events(translator.finish())
             except (httpx.HTTPError, orjson.JSONDecodeError) as exc:
-                for event in translator.fail(f"Upstream stream broke off ({type(exc).__name__})."):
-                    yield sse_event(event)
+                yield sse_events(translator.fail(f"Upstream stream broke off ({type(exc).__name__})."))
             finally:
                 await ctx.__aexit__(None, None, None)
 
