@@ -198,6 +198,35 @@ def test_tools_and_tool_choice() -> None:
     assert chat(input="x", tool_choice="auto", parallel_tool_calls=True).body.keys() == {"model", "messages"}
 
 
+CLOSED = {**SCHEMA, "additionalProperties": False}
+NESTED = {
+    "type": "object",
+    "properties": {"where": {**CLOSED}, "days": {"type": "array", "items": {"type": "integer"}}},
+    "required": ["where", "days"],
+    "additionalProperties": False,
+}
+
+
+@pytest.mark.parametrize(
+    ("parameters", "strict"),
+    [
+        (CLOSED, True),  # closed, all required: strict, as the Responses API does when `strict` is left out
+        (NESTED, True),
+        (SCHEMA, None),  # open object: the Responses API falls back to non-strict
+        ({**CLOSED, "required": []}, None),  # an optional property is not strict-compatible
+        ({**NESTED, "properties": {**NESTED["properties"], "where": SCHEMA}}, None),  # an open nested object
+        ({"type": "object", "properties": {}, "additionalProperties": False}, True),
+    ],
+)
+def test_omitted_strict_is_strict_where_the_schema_allows(parameters: dict, strict: bool | None) -> None:
+    tool = {"type": "function", "name": "f", "parameters": parameters}
+    [sent] = chat(input="x", tools=[tool]).body["tools"]
+    assert sent["function"].get("strict") == strict
+    # An explicit value always wins.
+    [off] = chat(input="x", tools=[{**tool, "strict": False}]).body["tools"]
+    assert off["function"]["strict"] is False
+
+
 def test_text_formats() -> None:
     assert "response_format" not in chat(input="x", text={"format": {"type": "text"}}).body
     assert chat(input="x", text={"format": {"type": "json_object"}}).body["response_format"] == {"type": "json_object"}

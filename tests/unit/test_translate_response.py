@@ -88,6 +88,17 @@ def test_golden_shapes() -> None:
     assert logprobs and all(lp["top_logprobs"] and lp["bytes"] is not None for lp in logprobs)
 
 
+def test_echo_says_whether_a_tool_without_strict_was_enforced_strictly() -> None:
+    closed = {"type": "object", "properties": {}, "additionalProperties": False}
+    tools = [
+        {"type": "function", "name": "closed", "parameters": closed},
+        {"type": "function", "name": "open", "parameters": {"type": "object"}},
+    ]
+    response = translate(reply({"content": "hi"}), {"model": "m", "input": "x", "tools": tools})
+    check_response(response)
+    assert [t["strict"] for t in response["tools"]] == [True, False]
+
+
 def test_echo_of_request_params() -> None:
     request = {
         "model": "m",

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .schema import strict_compatible
+
 _FORMAT_KEYS = ("type", "name", "description", "schema", "strict")
 
 
@@ -18,7 +20,8 @@ def _tool(tool: dict[str, Any]) -> dict[str, Any]:
         "name": tool.get("name"),
         "description": tool.get("description"),
         "parameters": tool.get("parameters"),
-        "strict": tool.get("strict"),
+        # Echo what was enforced: an omitted `strict` means strict where the schema allows it.
+        "strict": tool["strict"] if tool.get("strict") is not None else strict_compatible(tool.get("parameters")),
     }
 
 

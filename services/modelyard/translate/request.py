@@ -25,7 +25,7 @@ from typing import Any
 
 from ..errors import APIError, invalid, unsupported
 from .options import ChatRequest, TranslateOptions
-from .schema import check_schema
+from .schema import check_schema, strict_compatible
 
 _EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh", "max")
 _SUMMARIES = ("auto", "concise", "detailed")
@@ -295,6 +295,9 @@ class _Translation:
                 function["parameters"] = tool["parameters"]
             if tool.get("strict") is not None:
                 function["strict"] = _bool(tool["strict"], f"{p}.strict")
+            elif "parameters" in function and strict_compatible(function["parameters"]):
+                # The Responses API's default: strict when the schema allows it (chat's default is off).
+                function["strict"] = True
             for key, extra in tool.items():
                 if key not in _FUNCTION_TOOL_KEYS and extra not in (None, False):
                     self.refuse(f"{p}.{key}", "function tool options beyond name, description, parameters and strict")

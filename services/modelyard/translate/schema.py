@@ -98,3 +98,34 @@ def _problem(schema: Any, at: str, depth: int) -> str | None:
         if key in schema and not isinstance(schema[key], str):
             return f"{at}/{key} must be a string"
     return None
+
+
+def strict_compatible(schema: Any) -> bool:
+    """Can `schema` be enforced strictly, as OpenAI's strict mode defines it: every object closed
+    (`additionalProperties: false`) with all its properties required. The Responses API uses strict
+    validation for a function tool that does not say `strict` exactly when this holds."""
+    return _strict_ok(schema, 0)
+
+
+def _strict_ok(schema: Any, depth: int) -> bool:
+    if not isinstance(schema, dict) or depth > _MAX_DEPTH:
+        return False
+    kind = schema.get("type")
+    kinds = kind if isinstance(kind, list) else [kind]
+    props = schema.get("properties")
+    if "object" in kinds or props is not None:
+        if schema.get("additionalProperties") is not False:
+            return False
+        props = props or {}
+        if not isinstance(props, dict) or set(schema.get("required") or ()) != set(props):
+            return False
+    subs: list[Any] = list((props or {}).values()) if isinstance(props, dict) else []
+    for key in ("$defs", "definitions"):
+        if isinstance(schema.get(key), dict):
+            subs.extend(schema[key].values())
+    for key in ("anyOf", "allOf", "oneOf", "prefixItems"):
+        if isinstance(schema.get(key), list):
+            subs.extend(schema[key])
+    if isinstance(schema.get("items"), dict):
+        subs.append(schema["items"])
+    return all(_strict_ok(sub, depth + 1) for sub in subs)
