@@ -16,7 +16,8 @@ Control (JSON over HTTP on :9000):
                    {"drop_body": true}             a 200 whose connection closes mid-body
                    {"content_type": "text/html", "raw": "..."}   a 200 that is not JSON / not SSE
   POST /listen   {"on": false} closes the engine's listening socket (connections refused), true reopens it
-  GET  /log      one entry per chat request: time, stream, step, chunks sent, whether the client closed
+  GET  /log      one entry per chat request: time, stream, step, chunks sent, whether the client closed,
+                 and `tag` when the request carried a `tag:<id>` marker in its text
   POST /reset    clears the script and the log, listens again
 """
 
@@ -26,6 +27,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import time
 from typing import Any
 
@@ -34,6 +36,7 @@ from . import common
 ENGINE_PORT = int(os.environ.get("FAULTS_PORT", "8000"))
 CONTROL_PORT = int(os.environ.get("FAULTS_CONTROL_PORT", "9000"))
 MODEL = os.environ.get("FAULTS_MODEL", "faulty-model")
+TAG = re.compile(rb"\btag:([\w-]{1,64})")
 
 
 class Faults:
@@ -93,6 +96,8 @@ class Faults:
         stream = bool(body.get("stream"))
         entry = {"t": time.time(), "stream": stream, "step": {k: v for k, v in step.items() if k != "times"},
                  "chunks": 0, "client_closed": False, "completed": False}  # fmt: skip
+        if tag := TAG.search(raw or b""):  # a load test's request id (scripts/soak): attempts per request
+            entry["tag"] = tag.group(1).decode()
         self.log.append(entry)
         if step.get("reset"):
             return False
