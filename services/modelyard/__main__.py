@@ -33,7 +33,8 @@ def main(argv: list[str] | None = None) -> int:
         workers=settings.workers,
         log_config=None,
         access_log=False,  # the gateway writes the access log
-        timeout_graceful_shutdown=30,
+        # After SIGTERM: in-flight requests get this long to finish (app.py answers new ones 503).
+        timeout_graceful_shutdown=max(1, round(settings.shutdown_grace)),
         server_header=False,
     )
     return 0

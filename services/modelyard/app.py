@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import gc
 import logging
+import signal
+import threading
 import time
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
@@ -31,6 +33,7 @@ from .translate import (
     overflow_response,
     responses_to_chat,
 )
+from .translate.schema import check_schema
 from .upstream import Upstream, bad_reply, is_event_stream, json_reply, passthrough_headers, sse_data
 
 log = logging.getLogger("modelyard")
@@ -61,8 +64,14 @@ def closer(ctx: Any) -> BackgroundTask:
     return BackgroundTask(ctx.__aexit__, None, None, None)
 
 
-async def read_json(request: Request) -> dict[str, Any]:
+async def read_json(request: Request, limit: int = 0) -> dict[str, Any]:
+    """The body as a JSON object; over `limit` bytes (0: none) a 413 before or after reading it."""
+    declared = request.headers.get("content-length", "")
+    if limit and declared.isdigit() and int(declared) > limit:
+        raise too_large(limit)
     raw = await request.body()
+    if limit and len(raw) > limit:
+        raise too_large(limit)
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -70,6 +79,78 @@ async def read_json(request: Request) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise invalid(f"The request body must be a JSON object, got {type(body).__name__}.", code="invalid_type")
     return body
+
+
+def too_large(limit: int) -> APIError:
+    msg = f"The request body is larger than the adapter's limit of {limit} bytes (MODELYARD_MAX_BODY_BYTES)."
+    return APIError(413, msg, code="request_too_large", type="invalid_request_error")
+
+
+def check_sizes(body: dict[str, Any], settings: Any, items_key: str) -> None:
+    """Bounds on what one request may carry (MODELYARD_MAX_INPUT_ITEMS, MODELYARD_MAX_TOOLS): a 400 naming
+    the field, before any translation work. Also the list fields' types, which chat requests are relayed
+    with unchecked otherwise."""
+    for key, limit, setting in (
+        (items_key, settings.max_input_items, "MODELYARD_MAX_INPUT_ITEMS"),
+        ("tools", settings.max_tools, "MODELYARD_MAX_TOOLS"),
+    ):
+        value = body.get(key)
+        if value is None or (key == "input" and isinstance(value, str)):
+            continue
+        if not isinstance(value, list):
+            raise invalid(f"'{key}' must be an array, got {type(value).__name__}.", param=key, code="invalid_type")
+        if limit and len(value) > limit:
+            msg = f"'{key}' has {len(value)} entries; at most {limit} are allowed ({setting})."
+            raise invalid(msg, param=key, code="array_above_max_length")
+    if items_key == "messages":  # chat tools go to the engine as they are: a bad schema is a 400 here, not its 500
+        for i, tool in enumerate(body.get("tools") or []):
+            if not isinstance(tool, dict) or not isinstance(tool.get("function", {}), dict):
+                raise invalid(f"'tools[{i}]' must be an object.", param=f"tools[{i}]", code="invalid_type")
+            nested = "function" in tool  # some backends also take Responses' flat tools here
+            fn = tool["function"] if nested else tool
+            if fn.get("parameters") is not None:
+                check_schema(
+                    fn["parameters"], f"tools[{i}].function.parameters" if nested else f"tools[{i}].parameters"
+                )
+
+
+def drain_on_signals(state: Any) -> None:
+    """Graceful shutdown, the part uvicorn does not do: chained onto its SIGTERM/SIGINT handlers (installed
+    before the app starts), so from the signal on /readyz says 503 at once and requests that still arrive on
+    open connections get a 503 in OpenAI's format (Draining), while the ones already running finish (uvicorn
+    waits up to MODELYARD_SHUTDOWN_GRACE for them, then closes what is left)."""
+    if threading.current_thread() is not threading.main_thread():
+        return  # signals are the main thread's (a test client runs the app in another)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        previous = signal.getsignal(sig)
+
+        def handler(signum: int, frame: Any, previous: Any = previous) -> None:
+            if not state.draining:
+                log.info("draining: finishing in-flight requests, refusing new ones")
+            state.draining = True
+            if callable(previous):
+                previous(signum, frame)
+
+        signal.signal(sig, handler)
+
+
+class Draining:
+    """ASGI middleware: while the app drains, every request but /healthz and /metrics is a 503."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["app"].state.draining and scope["path"] not in ("/healthz", "/metrics"):
+            err = APIError(503, "The adapter is shutting down: retry shortly.", code="shutting_down")
+            err.headers.update({"connection": "close", "retry-after": "1"})
+            if scope["path"] == "/readyz":
+                body = {"status": "draining", "backend": scope["app"].state.backend.name}
+                await json_response(body, 503)(scope, receive, send)
+                return
+            await error_response(err)(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
 
 
 def create_app(backend: Backend, upstream: Upstream | None = None) -> FastAPI:
@@ -85,11 +166,14 @@ def create_app(backend: Backend, upstream: Upstream | None = None) -> FastAPI:
         # the collector's way, so a full collection scans only per-request garbage (shorter p99 pauses).
         gc.collect()
         gc.freeze()
+        drain_on_signals(app.state)
         yield
         await app.state.upstream.aclose()
 
     app = FastAPI(title=f"modelyard {backend.name} adapter", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.backend = backend
+    app.state.draining = False
+    app.add_middleware(Draining)
     name = backend.name
     if len(backend.settings.upstream_urls) > 1 or isinstance(upstream, Replicas):
         # Sessions stick to a replica; the one that answered is named in a header (docs/replicas.md).
@@ -167,7 +251,8 @@ def create_app(backend: Backend, upstream: Upstream | None = None) -> FastAPI:
     # -- chat completions: relayed as they are ------------------------------------------
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Response:
-        body = await read_json(request)
+        body = await read_json(request, backend.settings.max_body_bytes)
+        check_sizes(body, backend.settings, "messages")
         backend.settings.check_model(body)
         backend.prepare_chat(body)
         headers = forward_headers(request)
@@ -180,7 +265,8 @@ def create_app(backend: Backend, upstream: Upstream | None = None) -> FastAPI:
     # -- responses ----------------------------------------------------------------------
     @app.post("/v1/responses")
     async def responses(request: Request) -> Response:
-        body = await read_json(request)
+        body = await read_json(request, backend.settings.max_body_bytes)
+        check_sizes(body, backend.settings, "input")
         backend.settings.check_model(body)
         headers = forward_headers(request)
         with metrics.track(name, "responses"):

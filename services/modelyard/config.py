@@ -128,6 +128,12 @@ class Settings:
     workers: int = 1
     log_level: str = "info"
     readiness_ttl: float = 2.0
+    # Graceful shutdown: how long in-flight requests may run after SIGTERM (new ones get a 503).
+    shutdown_grace: float = 30.0
+    # Bad input (docs/reliability.md): the largest body, and the most input items/messages and tools.
+    max_body_bytes: int = 32 * 1024 * 1024
+    max_input_items: int = 10_000
+    max_tools: int = 512
     # The upstream path (policy.py, docs/reliability.md): total timeout, retries, limits, breaker.
     total_timeout: float = 1800.0
     retries: int = 3
@@ -205,6 +211,10 @@ class Settings:
             workers=_int(env, "MODELYARD_WORKERS", 1),
             log_level=env.get("MODELYARD_LOG_LEVEL", "info") or "info",
             readiness_ttl=_float(env, "MODELYARD_READINESS_TTL", 2.0),
+            shutdown_grace=_nonneg(env, "MODELYARD_SHUTDOWN_GRACE", 30.0),
+            max_body_bytes=_count(env, "MODELYARD_MAX_BODY_BYTES", 32 * 1024 * 1024),
+            max_input_items=_count(env, "MODELYARD_MAX_INPUT_ITEMS", 10_000),
+            max_tools=_count(env, "MODELYARD_MAX_TOOLS", 512),
             total_timeout=_nonneg(env, "MODELYARD_TOTAL_TIMEOUT", 1800.0),
             retries=_count(env, "MODELYARD_RETRIES", 3),
             retry_backoff_base=_nonneg(env, "MODELYARD_RETRY_BACKOFF_BASE", 0.25),
