@@ -78,6 +78,31 @@ def test_adapters_run_unprivileged_and_read_only(tmp_path: Path) -> None:
         assert svc["cap_drop"] == ["ALL"], name
 
 
+@pytest.mark.parametrize("profile", sorted(EXPECTED))
+def test_every_service_is_locked_down_and_adapters_drain_before_compose_kills(profile: str, tmp_path: Path) -> None:
+    # The engines (vLLM, NIM: their vendors' images, GPU runtimes) keep Docker's default capabilities.
+    ours = {
+        n: s for n, s in config(profile, tmp_path)["services"].items() if n == "gateway" or n.startswith("adapter-")
+    }
+    assert ours
+    for name, svc in ours.items():
+        assert svc.get("cap_drop") == ["ALL"] and svc["read_only"] is True, name
+        assert "no-new-privileges:true" in svc.get("security_opt", []), name
+        assert svc.get("privileged") is not True and "user" not in svc, name  # the images' own non-root users
+        if name.startswith("adapter-"):
+            grace = float(svc["environment"]["MODELYARD_SHUTDOWN_GRACE"])
+            assert float(svc["stop_grace_period"].rstrip("s")) > grace, name
+
+
+def test_no_script_prints_the_rendered_compose_config() -> None:
+    # `docker compose config` prints every environment value, keys included: scripts may only run it quiet.
+    for script in (ROOT / "scripts").iterdir():
+        text = script.read_text(errors="replace") if script.is_file() else ""
+        for line in text.splitlines():
+            if "compose" in line and " config" in line and not line.lstrip().startswith("#"):
+                assert " -q" in line or "--quiet" in line or ">/dev/null" in line, f"{script.name}: {line}"
+
+
 def test_keys_come_from_the_environment_not_the_image(tmp_path: Path) -> None:
     cfg = config("openai", tmp_path, "OPENAI_API_KEY=sk-test-123\nGATEWAY_PORT=9999\n")
     adapter = cfg["services"]["adapter-openai"]
