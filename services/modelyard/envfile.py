@@ -357,6 +357,10 @@ SECTIONS: dict[str, dict[str, Key]] = {
         "log_level": Key(choice("debug", "info", "warning", "error", "critical"), "MODELYARD_LOG_LEVEL"),
         "tolerate_params": Key(word_list, "MODELYARD_TOLERATE_PARAMS"),
         "context_overflow": Key(choice("error", "incomplete"), "MODELYARD_CONTEXT_OVERFLOW"),
+        "shutdown_grace": Key(integer(1, 30), "MODELYARD_SHUTDOWN_GRACE"),  # under compose's 35 s
+        "max_body_bytes": Key(integer(0), "MODELYARD_MAX_BODY_BYTES"),
+        "max_input_items": Key(integer(0), "MODELYARD_MAX_INPUT_ITEMS"),
+        "max_tools": Key(integer(0), "MODELYARD_MAX_TOOLS"),
         "base_image": Key(image, "ADAPTER_BASE_IMAGE"),
     },
 }
