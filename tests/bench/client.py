@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import time
 from dataclasses import dataclass, field
 
@@ -90,20 +91,25 @@ async def fixed_rate(host: str, port: int, path: str, body: bytes, rate: float, 
     return out
 
 
-def token_events(data: bytes) -> int:
-    """How many generated-text pieces one SSE `data:` payload carries (chat chunk or Responses event)."""
+SENT = re.compile(r"t\d+@(\d+) ")
+
+
+def token_text(data: bytes) -> str:
+    """The generated text one SSE `data:` payload carries (a chat chunk or a Responses event), or ""."""
     if data == b"[DONE]":
-        return 0
+        return ""
     try:
         event = json.loads(data)
     except ValueError:
-        return 0
+        return ""
     if event.get("type") == "response.output_text.delta":
-        return 1
-    for choice in event.get("choices") or ():
-        if (choice.get("delta") or {}).get("content"):
-            return 1
-    return 0
+        return event.get("delta") or ""
+    return "".join((choice.get("delta") or {}).get("content") or "" for choice in event.get("choices") or ())
+
+
+def token_events(data: bytes) -> int:
+    """How many generated-text pieces one payload carries (0 or 1)."""
+    return 1 if token_text(data) else 0
 
 
 async def _sse_payloads(reader: asyncio.StreamReader):
@@ -125,8 +131,9 @@ async def _sse_payloads(reader: asyncio.StreamReader):
                     yield line[5:].strip()
 
 
-async def stream_once(host: str, port: int, path: str, body: bytes) -> list[float]:
-    """Arrival times (seconds after the send) of each generated-text piece of one streamed reply."""
+async def stream_once(host: str, port: int, path: str, body: bytes) -> tuple[list[float], list[float]]:
+    """For each generated token of one streamed reply: when it arrived (seconds after the send), and
+    how long it took from the stand-in to here (seconds; from the send time stamped in its text)."""
     reader, writer = await asyncio.open_connection(host, port)
     try:
         start = time.perf_counter()
@@ -134,11 +141,16 @@ async def stream_once(host: str, port: int, path: str, body: bytes) -> list[floa
         head = await reader.readuntil(b"\r\n\r\n")
         if int(head[9:12]) != 200 or b"chunked" not in head.lower():
             raise RuntimeError(f"stream request failed: {head[:200]!r}")
-        times = []
+        times, transit = [], []
         async for data in _sse_payloads(reader):
-            for _ in range(token_events(data)):
-                times.append(time.perf_counter() - start)
-        return times
+            text = token_text(data)
+            if text:
+                now, clock = time.perf_counter() - start, time.monotonic_ns()
+                for sent in SENT.findall(text) or [None]:
+                    times.append(now)
+                    if sent is not None:
+                        transit.append((clock - int(sent)) / 1e9)
+        return times, transit
     finally:
         writer.close()
 

@@ -116,10 +116,12 @@ def block(r: dict[str, Any], plot_name: str) -> str:
     lines += [
         "",
         f"**Streaming** ({s['direct']['streams']} streams a path, one at a time; the stand-in sends the first token "
-        "at once and one every 10 ms after it, 20 in all). TTFT = time to the first generated text; token lag = "
-        "how late token k arrives beyond the k × 10 ms the stand-in waits.",
+        "at once and one every 10 ms after it, 20 in all). TTFT = time from the send to the first generated "
+        "text; token transit = for every later token, from the stand-in's write (a CLOCK_MONOTONIC stamp in "
+        "the token's text) to its arrival at the client.",
         "",
-        "| path | TTFT p50 | TTFT p99 | added TTFT p50 | added TTFT p99 | added token lag p50 | added token lag p99 |",
+        "| path | TTFT p50 | TTFT p99 | added TTFT p50 | added TTFT p99 | added per-token delay p50 "
+        "| added per-token delay p99 |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for key, x in s.items():

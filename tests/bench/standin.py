@@ -23,6 +23,7 @@ import argparse
 import asyncio
 import json
 import resource
+import time
 from dataclasses import dataclass
 
 MODEL = "bench-model"
@@ -61,7 +62,9 @@ def chunk(delta: dict, finish: str | None = None, usage: dict | None = None) -> 
 
 
 def token(i: int) -> str:
-    return f"t{i} "
+    """Token i's text carries when it left (CLOCK_MONOTONIC, ns, the same clock in every process here),
+    so a client can tell how long the path between took for each token."""
+    return f"t{i}@{time.monotonic_ns()} "
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,8 @@ from tests.bench.standin import Server, StreamShape, completion_body, parse_list
 
 def test_token_events_counts_generated_text_only() -> None:
     assert client.token_events(b'{"choices":[{"delta":{"content":"t1 "}}]}') == 1
+    assert client.token_text(b'{"type":"response.output_text.delta","delta":"t1@5 t2@7 "}') == "t1@5 t2@7 "
+    assert client.SENT.findall("t1@5 t2@7 ") == ["5", "7"]
     assert client.token_events(b'{"choices":[{"delta":{"role":"assistant","content":""}}]}') == 0
     assert client.token_events(b'{"type":"response.output_text.delta","delta":"t1 "}') == 1
     assert client.token_events(b'{"type":"response.output_text.done","text":"t0 t1 "}') == 0
@@ -28,9 +30,10 @@ async def test_stream_times_follow_the_cadence() -> None:
     port = server.sockets[0].getsockname()[1]
     try:
         chat = b'{"model":"bench-model","messages":[],"stream":true}'
-        times = await client.stream_once("127.0.0.1", port, "/v1/chat/completions", chat)
-        assert len(times) == 4
+        times, transit = await client.stream_once("127.0.0.1", port, "/v1/chat/completions", chat)
+        assert len(times) == 4 and len(transit) == 4
         assert times[3] >= 0.06  # three cadences after the first token, never sooner
+        assert all(0 <= t < 1 for t in transit)
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(client.request_bytes("127.0.0.1", port, "/v1/chat/completions", b"{}"))
         status, reply = await client.read_reply(reader)

@@ -72,7 +72,7 @@ async def test_stream_chunk_by_chunk(standin: str) -> None:
                 datas = [d async for d in sse_data(resp)]
             assert datas[-1] == b"[DONE]"
             tokens = [orjson.loads(d)["choices"][0]["delta"].get("content") for d in datas if b'"content":"t' in d]
-            assert tokens == ["t0 ", "t1 ", "t2 ", "t3 ", "t4 "]
+            assert [t.split("@")[0] for t in tokens] == ["t0", "t1", "t2", "t3", "t4"]
         assert up.client._transport._open == 1
     finally:
         await up.aclose()
