@@ -1,4 +1,4 @@
-"""Run one stand-in: `python -m standins.serve openai|azure|openrouter` (port STANDIN_PORT, default 8000).
+"""Run one stand-in: `python -m standins.serve openai|azure|openrouter|nim` (port STANDIN_PORT, default 8000).
 
 Initial settings come from STANDIN_CONFIG (a JSON object merged into the stand-in's config); tests change
 them at run time with POST /_config.
@@ -12,9 +12,14 @@ import sys
 
 import uvicorn
 
-from . import azure_api, openai_api, openrouter_api
+from . import azure_api, nim_api, openai_api, openrouter_api
 
-APPS = {"openai": openai_api.make_app, "azure": azure_api.make_app, "openrouter": openrouter_api.make_app}
+APPS = {
+    "openai": openai_api.make_app,
+    "azure": azure_api.make_app,
+    "openrouter": openrouter_api.make_app,
+    "nim": nim_api.make_app,
+}
 
 
 def main() -> None:
