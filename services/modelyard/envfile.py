@@ -40,6 +40,8 @@ POLICY_VARS = {
     "azure": ("AZURE_OPENAI_ENDPOINT", "AZURE_OPENAI_API_KEY"),
     "openrouter": ("OPENROUTER_BASE_URL", "OPENROUTER_API_KEY"),
 }
+# Profiles whose adapter may spread over several engine replicas (policy_base_url as a list).
+REPLICA_PROFILES = ("cpu", "vllm", "nim", "nim-hosted")
 # Profiles that start an engine of their own next to the adapter.
 LOCAL_ENGINE = {"cpu": "vllm-cpu", "vllm": "vllm", "nim": "nim"}
 
@@ -83,6 +85,15 @@ def url(value: Any) -> str:
     if not re.fullmatch(r"https?://[^\s/]+\S*", value):
         raise _Invalid("an http:// or https:// URL")
     return value
+
+
+def url_list(value: Any) -> str:
+    """One base URL, or several engine replicas' (a YAML list, or comma-separated): comma-joined."""
+    items = value if isinstance(value, list) else str(value if value is not None else "").split(",")
+    urls = [url(str(v).strip()) for v in items if str(v).strip()]
+    if not urls:
+        raise _Invalid("an http:// or https:// URL, or a list of them (engine replicas)")
+    return ",".join(urls)
 
 
 def integer(low: int, high: int | None = None) -> Callable[[Any], str]:
@@ -271,7 +282,7 @@ ENGINES = ("cpu", "vllm", "nim", "nim-hosted")  # vLLM and NIM adapters
 
 TOP: dict[str, Key] = {
     "policy_backend": Key(choice(*BACKENDS)),
-    "policy_base_url": Key(url),
+    "policy_base_url": Key(url_list),  # a list: engine replicas (docs/replicas.md)
     "policy_api_key": Key(text, secret=True),
     "policy_model_name": Key(text),
     "policy_api_version": Key(text, "AZURE_OPENAI_API_VERSION", only=("azure",)),
@@ -303,6 +314,8 @@ SECTIONS: dict[str, dict[str, Key]] = {
         "image": Key(image, "NIM_IMAGE", only=N),
         "ngc_api_key": Key(text, "NGC_API_KEY", secret=True, only=N),
         "gpu_count": Key(gpu_count, "NIM_GPU_COUNT", only=N),
+        # native: NIM 2.x's own /v1/responses instead of the translation core over chat (docs/nim.md)
+        "responses_mode": Key(choice("translate", "native"), "NIM_RESPONSES_MODE", only=("nim", "nim-hosted")),
     },
     "openai": {
         "organization": Key(text, "OPENAI_ORGANIZATION", only=("openai",)),
@@ -592,11 +605,12 @@ def _read_nemo_gym(
     notes: list[str] = []
     for key, value in block.items():
         if key in NEMO_GYM_POLICY_KEYS:
-            if isinstance(value, list):  # NeMo Gym allows several vLLM servers; modelyard fronts one
+            if isinstance(value, list) and key not in ("base_url", "openai_base_url"):
                 if len(value) > 1:
-                    problems.append(f"{where}: {prefix}.{key}: modelyard fronts one server, got {len(value)}")
+                    problems.append(f"{where}: {prefix}.{key}: expected one value, got {len(value)}")
                     continue
                 value = value[0] if value else None
+            # Several vLLM servers (a base_url list) are engine replicas behind one adapter (docs/replicas.md).
             target = NEMO_GYM_POLICY_KEYS[key]
             policy[target] = _convert(TOP[target], value, f"{prefix}.{key}", where, problems)
         elif key == "default_query" and isinstance(value, dict) and "api-version" in value:
@@ -717,6 +731,11 @@ def _required(backend: str, top: dict[str, str | None], sections: dict[str, dict
             problems.append(f"{source}: policy_api_key (or azure.ad_token/ad_token_file) is required {needs}")
         if azure.get("url_style") == "dated" and not (azure.get("api_version") or top["policy_api_version"]):
             problems.append(f"{source}: azure.api_version is required {needs} with azure.url_style: dated")
+    if "," in (top["policy_base_url"] or "") and backend not in REPLICA_PROFILES:
+        problems.append(
+            f"{source}: policy_base_url lists several URLs (engine replicas), which only profiles "
+            f"{', '.join(REPLICA_PROFILES)} take; {needs} takes one"
+        )
     if backend == "nim" and not sections["nim"].get("ngc_api_key"):
         problems.append(f"{source}: nim.ngc_api_key is required {needs}: NIM pulls its model from NGC")
     if backend == "vllm" and not sections["vllm"].get("model") and not top["policy_base_url"]:

@@ -724,8 +724,17 @@ def test_nemo_gym_config_problems_name_the_file_and_key(tmp_path) -> None:
     message = problems("", nemo_gym_config=config)
     key = "policy_model.responses_api_models.vllm_model.chat_template_kwargs"
     assert f"{config}: {key} must be a mapping" in message
-    assert "vllm_model.base_url: modelyard fronts one server" in message
+    assert "vllm_model.base_url must be an http:// or https:// URL" in message
     assert "cannot read" in problems("", nemo_gym_config=tmp_path / "absent.yaml")
+
+
+def test_a_base_url_list_is_engine_replicas(tmp_path) -> None:
+    text = "policy_backend: vllm\npolicy_base_url: [http://gpu-a:8000/v1, http://gpu-b:8000/v1]"
+    assert render(text).variables["VLLM_BASE_URL"] == "http://gpu-a:8000/v1,http://gpu-b:8000/v1"
+    config = write(tmp_path, "vllm_model", {"base_url": ["http://a:8000/v1", "http://b:8000/v1"], "model": "m"})
+    assert render("", nemo_gym_config=config).variables["VLLM_BASE_URL"] == "http://a:8000/v1,http://b:8000/v1"
+    message = problems("policy_backend: openai\npolicy_api_key: k\npolicy_base_url: [https://a/v1, https://b/v1]")
+    assert "policy_base_url lists several URLs (engine replicas)" in message
 
 
 # ---------------------------------------------------------------- env.yaml.example
