@@ -18,11 +18,12 @@ from typing import Any
 import httpx
 import orjson
 from fastapi import FastAPI, Request
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import Response, StreamingResponse
 from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from . import metrics
+from . import metrics, openapi
 from .backends import Backend
 from .errors import APIError, invalid
 from .replicas import ReplicaRouting, Replicas
@@ -102,6 +103,8 @@ def check_sizes(body: dict[str, Any], settings: Any, items_key: str) -> None:
         if limit and len(value) > limit:
             msg = f"'{key}' has {len(value)} entries; at most {limit} are allowed ({setting})."
             raise invalid(msg, param=key, code="array_above_max_length")
+    if body.get("stream") not in (None, True, False):  # a truthy list would otherwise start a stream
+        raise invalid("'stream' must be a boolean.", param="stream", code="invalid_type")
     if items_key == "messages":  # chat tools go to the engine as they are: a bad schema is a 400 here, not its 500
         for i, tool in enumerate(body.get("tools") or []):
             if not isinstance(tool, dict) or not isinstance(tool.get("function", {}), dict):
@@ -434,6 +437,13 @@ def create_app(backend: Backend, upstream: Upstream | None = None) -> FastAPI:
             gen(), media_type="text/event-stream", headers={**SSE_HEADERS, **(extra or {})}, background=closer(ctx)
         )
 
+    def openapi_schema() -> dict[str, Any]:
+        if app.openapi_schema is None:  # built once, on first ask
+            schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
+            app.openapi_schema = openapi.annotate(schema)
+        return app.openapi_schema
+
+    app.openapi = openapi_schema  # type: ignore[method-assign]
     return app
 
 

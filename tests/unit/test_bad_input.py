@@ -33,6 +33,7 @@ TABLE: list[tuple[str, str, Any, int, str]] = [
     ("messages of a wrong type", C, {"model": "m", "messages": "hi"}, 400, "invalid_type"),
     ("tools of a wrong type", R, {"model": "m", "input": "hi", "tools": {"a": 1}}, 400, "invalid_type"),
     ("max_output_tokens a string", R, {"model": "m", "input": "hi", "max_output_tokens": "many"}, 400, None),
+    ("stream not a boolean", C, {"model": "m", "messages": msgs(1), "stream": [None]}, 400, "invalid_type"),
     ("temperature a string", R, {"model": "m", "input": "hi", "temperature": "hot"}, 400, None),
     ("unknown model when pinned", C, {"model": "other", "messages": msgs(1)}, 404, "model_not_found"),
     ("unknown model when pinned, responses", R, {"model": "other", "input": "hi"}, 404, "model_not_found"),
