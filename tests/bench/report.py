@@ -167,6 +167,8 @@ def block(r: dict[str, Any], plot_name: str) -> str:
             f"({e['stack']['requests_per_s']:.2f} requests/s): **stack / direct = {e['ratio']:.3f}**.",
         ]
 
+    if r.get("engine_error"):
+        lines += ["", f"**vLLM CPU engine**: the phase did not complete in this run ({r['engine_error']})."]
     lines += ["", targets(r, fig), "", f"![latency distribution per path]({plot_name})", "", END]
     return "\n".join(lines)
 
