@@ -86,8 +86,9 @@ class Upstream:
         name: str = "upstream",
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self._fast: transport_mod.FastTransport | None = None
         if transport is None and transport_mod.wanted(self.base_url):
-            transport = transport_mod.FastTransport(max_connections)  # plain http: the lean pool
+            transport = self._fast = transport_mod.FastTransport(max_connections)  # plain http: the lean pool
         self.client = httpx.AsyncClient(
             base_url=self.base_url,
             headers=dict(headers or {}),
@@ -201,7 +202,7 @@ class Upstream:
         p, breaker, attempt = self.policy, self.breaker, 0
         while True:
             try:
-                resp = await self.client.send(req, stream=stream)
+                resp = await self._send(req, stream)
             except httpx.TransportError as exc:
                 if not isinstance(exc, httpx.PoolTimeout):  # our own pool, not the upstream's health
                     breaker.failure()
@@ -235,6 +236,22 @@ class Upstream:
                 if isinstance(last, APIError):
                     raise last
                 return last
+
+    async def _send(self, req: httpx.Request, stream: bool) -> httpx.Response:
+        """client.send, or straight to the lean transport where the client would add nothing: no auth
+        hook set (Azure's token file sets one), no redirects followed, and upstream cookies are not
+        wanted. It skips the client's per-request layers (auth and redirect generators, the cookie jar's
+        urllib round trip), a tenth of the adapter's CPU per request in the profile."""
+        if self._fast is None or self.client.auth is not None:
+            return await self.client.send(req, stream=stream)
+        resp = await self._fast.handle_async_request(req)
+        resp.request = req
+        if not stream:
+            try:
+                await resp.aread()
+            finally:
+                await resp.aclose()
+        return resp
 
     def _retry_delay(self, attempt: int, headers: httpx.Headers | None, start: float, reason: str) -> float | None:
         """Seconds to wait before the next attempt, or None when there is none to make."""
