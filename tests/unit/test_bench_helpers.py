@@ -41,6 +41,7 @@ async def test_stream_times_follow_the_cadence() -> None:
         writer.close()
         result = await client.fixed_rate("127.0.0.1", port, "/v1/chat/completions", b"{}", rate=200, seconds=0.1)
         assert len(result.latencies) == 20 and result.errors == 0
+        assert min(result.latencies) > 0  # timed from the send at the earliest, never before it
     finally:
         server.close()
 
