@@ -184,7 +184,7 @@ def test_failover_loses_no_request_of_the_replica_that_stays_up(replicas: Replic
             )
             assert started.returncode == 0, started.stderr
             try:
-                back_at = wait_until(lambda: replicas.healthy(http).get("1") == 1.0, 300, "replica 1 put back", 0.5)
+                back_at = wait_until(lambda: replicas.healthy(http).get("1") == 1.0, 480, "replica 1 put back", 0.5)
             except AssertionError:
                 logs = subprocess.run(replicas.compose_args("logs", "--tail", "40", "vllm-cpu-2", "adapter-vllm"),
                                       cwd=ROOT, capture_output=True, text=True)  # fmt: skip
