@@ -280,7 +280,7 @@ class Replicas(Upstream):
             )
             r.in_flight += 1
             try:
-                resp = await client.send(req, stream=stream)
+                resp = await r.up._send(req, stream)  # the replica's lean transport where it has one
             except httpx.TransportError as exc:
                 r.in_flight -= 1
                 metrics.REPLICA_REQUESTS.labels(name, r.label, type(exc).__name__).inc()
