@@ -63,7 +63,7 @@ async def fixed_rate(host: str, port: int, path: str, body: bytes, rate: float, 
         reader, writer = conn
         # Timed from when it was due, or from when it left if the loop's timer woke early (uvloop's
         # timers have millisecond resolution): a late send counts against the path, an early one not.
-        due = max(due, time.perf_counter())
+        due = min(due, time.perf_counter())
         try:
             writer.write(raw)
             status, _ = await read_reply(reader)

@@ -23,7 +23,7 @@ def test_parse_listen() -> None:
     assert parse_listen("127.0.0.1:9000:20:10") == ("127.0.0.1", 9000, StreamShape(20, 10.0))
 
 
-async def test_stream_times_follow_the_cadence() -> None:
+async def test_stream_times_follow_the_cadence() -> None:  # also under uvloop in scripts/bench
     loop = asyncio.get_running_loop()
     body = completion_body()
     server = await loop.create_server(lambda: Server(StreamShape(4, 20.0), 0.0, body), "127.0.0.1", 0)
