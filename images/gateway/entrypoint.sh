@@ -75,6 +75,44 @@ umask 077  # the key map is readable by nginx's user alone
   true
 } >/tmp/nginx/limits-server.conf
 
+# Keep-alive to the adapters: a new TCP connection per request to the adapter cost more gateway CPU than
+# the proxying itself. nginx 1.22 keeps connections only to an `upstream` group, whose addresses it
+# resolves once, when it loads its config. So each adapter that Docker's DNS knows now gets a group at its
+# current address, and a watcher rewrites the groups and reloads nginx (gracefully: running streams
+# finish on the old workers) when an adapter comes, goes or moves. A backend with no group (its profile
+# is not running) goes through the resolver, per request, as `adapter-<backend>:PORT`: a clean 502.
+: "${GATEWAY_ADAPTER_PORT:=8000}" "${GATEWAY_WATCH_INTERVAL:=2}"
+echo "$GATEWAY_ADAPTER_PORT" | grep -Eqx '[0-9]+' || fail "GATEWAY_ADAPTER_PORT must be a port number"
+render_upstreams() {
+  groups=""
+  echo "map \$backend \$adapter {"
+  echo "    default adapter-\$backend:$GATEWAY_ADAPTER_PORT;"
+  for b in vllm nim openai azure openrouter; do
+    # Every address (`--scale adapter-vllm=2` gives two), sorted so that an unchanged set compares equal.
+    ips=$(getent ahostsv4 "adapter-$b" 2>/dev/null | awk '{print $1}' | sort -u) || ips=""
+    [ -n "$ips" ] || continue
+    echo "    $b adapter_$b;"
+    servers=""
+    for ip in $ips; do servers="$servers server $ip:$GATEWAY_ADAPTER_PORT max_fails=0;"; done
+    # Idle connections close at 60 s, before the adapter's own 75 s: nginx never sends a request on a
+    # connection the adapter is closing (a POST lost that way would not be retried).
+    groups="$groups
+upstream adapter_$b {$servers keepalive 64; keepalive_timeout 60s; keepalive_requests 100000; }"
+  done
+  echo "}$groups"
+}
+render_upstreams >/tmp/nginx/upstreams.conf
+watch_upstreams() {
+  while sleep "$GATEWAY_WATCH_INTERVAL"; do
+    render_upstreams >/tmp/nginx/upstreams.next
+    if ! cmp -s /tmp/nginx/upstreams.next /tmp/nginx/upstreams.conf; then
+      mv /tmp/nginx/upstreams.next /tmp/nginx/upstreams.conf
+      echo "gateway: adapters changed, reloading: $(grep -o 'adapter_[a-z]* {[^k]*' /tmp/nginx/upstreams.conf | tr '\n' ' ')" >&2
+      nginx -c /tmp/nginx/nginx.conf -s reload || true
+    fi
+  done
+}
+
 sed -e "s|@POLICY_BACKEND@|$POLICY_BACKEND|g" \
     -e "s|@GATEWAY_MAX_BODY_SIZE@|$GATEWAY_MAX_BODY_SIZE|g" \
     -e "s|@GATEWAY_READ_TIMEOUT@|$GATEWAY_READ_TIMEOUT|g" \
@@ -84,4 +122,5 @@ sed -e "s|@POLICY_BACKEND@|$POLICY_BACKEND|g" \
     -e "s|@GATEWAY_RETRY_AFTER@|$GATEWAY_RETRY_AFTER|g" \
     -e "s|@RESOLVER@|${RESOLVER:-127.0.0.11}|g" \
     /etc/modelyard/nginx.conf.template >/tmp/nginx/nginx.conf
+watch_upstreams &  # a child of nginx after the exec; it goes when the container does
 exec nginx -c /tmp/nginx/nginx.conf -g 'daemon off;'

@@ -36,6 +36,9 @@ def main(argv: list[str] | None = None) -> int:
         # After SIGTERM: in-flight requests get this long to finish (app.py answers new ones 503).
         timeout_graceful_shutdown=max(1, round(settings.shutdown_grace)),
         server_header=False,
+        # Longer than the gateway's 60 s for idle upstream connections: the gateway, not the adapter,
+        # closes an idle keep-alive connection, so a request never meets one being closed.
+        timeout_keep_alive=75,
     )
     return 0
 

@@ -44,3 +44,36 @@ def test_readyz_turns_ready_only_after_the_engine_is_up(stack: Stack, model: str
         resp = http.post("/v1/responses", json={"model": model, "input": "Hi", "max_output_tokens": 4})
         assert resp.status_code == 200, resp.text
         assert resp.json()["status"] in ("completed", "incomplete")
+
+
+def adapter_connections(stack: Stack) -> int:
+    """Established TCP connections into the adapter's port 8000 (1F40), from its own /proc/net/tcp."""
+    out = stack.compose_cmd("exec", "-T", "adapter-vllm", "cat", "/proc/net/tcp")
+    assert out.returncode == 0, out.stderr
+    rows = [line.split() for line in out.stdout.splitlines()[1:]]
+    return sum(1 for r in rows if r[1].endswith(":1F40") and r[3] == "01")
+
+
+def test_gateway_keeps_connections_to_the_adapter_open(stack: Stack) -> None:
+    # A new connection per request cost the gateway more CPU than the proxying (docs/benchmarks.md):
+    # 60 requests must reuse a few kept-alive connections (one or two per nginx worker), not open 60.
+    with stack.http() as http:
+        for _ in range(60):
+            assert http.get("/vllm/v1/models").status_code == 200
+    assert 1 <= adapter_connections(stack) <= 8
+
+
+def test_gateway_follows_an_adapter_that_is_recreated(stack: Stack, model: str) -> None:
+    # A new adapter container (new address) replaces the old one: the gateway's kept-alive group is
+    # rewritten and reloaded by its watcher, and requests reach the new adapter.
+    recreated = stack.compose_cmd("up", "-d", "--force-recreate", "--no-deps", "--wait", "adapter-vllm")
+    assert recreated.returncode == 0, recreated.stderr
+    with stack.http() as http:
+
+        def answers() -> bool:
+            resp = http.post("/v1/responses", json={"model": model, "input": "Hi", "max_output_tokens": 4})
+            return resp.status_code == 200
+
+        wait_for(answers, 30, "an answer through the gateway from the recreated adapter")
+        for _ in range(5):
+            assert answers()
