@@ -81,35 +81,45 @@ umask 077  # the key map is readable by nginx's user alone
 # current address, and a watcher rewrites the groups and reloads nginx (gracefully: running streams
 # finish on the old workers) when an adapter comes, goes or moves. A backend with no group (its profile
 # is not running) goes through the resolver, per request, as `adapter-<backend>:PORT`: a clean 502.
-: "${GATEWAY_ADAPTER_PORT:=8000}" "${GATEWAY_WATCH_INTERVAL:=2}"
+: "${GATEWAY_ADAPTER_PORT:=8000}" "${GATEWAY_WATCH_INTERVAL:=5}"
 echo "$GATEWAY_ADAPTER_PORT" | grep -Eqx '[0-9]+' || fail "GATEWAY_ADAPTER_PORT must be a port number"
+echo "$GATEWAY_WATCH_INTERVAL" | grep -Eqx '[0-9]+' || fail "GATEWAY_WATCH_INTERVAL must be whole seconds"
+# One getent and one awk a round (the watcher's whole cost: a few ms of CPU every interval). getent
+# prints a name's canonical name on the first line of its addresses; every address of a name is kept
+# (`--scale adapter-vllm=2` gives two, balanced round-robin), sorted so an unchanged set compares equal.
+# Idle connections close at 60 s, before the adapter's own 75 s: nginx never sends a request on a
+# connection the adapter is closing (a POST lost that way would not be retried).
 render_upstreams() {
-  groups=""
-  echo "map \$backend \$adapter {"
-  echo "    default adapter-\$backend:$GATEWAY_ADAPTER_PORT;"
-  for b in vllm nim openai azure openrouter; do
-    # Every address (`--scale adapter-vllm=2` gives two), sorted so that an unchanged set compares equal.
-    ips=$(getent ahostsv4 "adapter-$b" 2>/dev/null | awk '{print $1}' | sort -u) || ips=""
-    [ -n "$ips" ] || continue
-    echo "    $b adapter_$b;"
-    servers=""
-    for ip in $ips; do servers="$servers server $ip:$GATEWAY_ADAPTER_PORT max_fails=0;"; done
-    # Idle connections close at 60 s, before the adapter's own 75 s: nginx never sends a request on a
-    # connection the adapter is closing (a POST lost that way would not be retried).
-    groups="$groups
-upstream adapter_$b {$servers keepalive 64; keepalive_timeout 60s; keepalive_requests 100000; }"
-  done
-  echo "}$groups"
+  getent ahostsv4 adapter-vllm adapter-nim adapter-openai adapter-azure adapter-openrouter 2>/dev/null |
+    awk -v port="$GATEWAY_ADAPTER_PORT" '
+      NF >= 3 { name = $3; sub(/\..*/, "", name); sub(/^adapter-/, "", name) }
+      name ~ /^(vllm|nim|openai|azure|openrouter)$/ && !seen[name, $1]++ { n[name]++; ip[name, n[name]] = $1 }
+      END {
+        print "map $backend $adapter {"
+        print "    default adapter-$backend:" port ";"
+        split("vllm nim openai azure openrouter", names, " ")
+        for (k = 1; k <= 5; k++) if (n[b = names[k]]) print "    " b " adapter_" b ";"
+        print "}"
+        for (k = 1; k <= 5; k++) {
+          if (!n[b = names[k]]) continue
+          for (i = 2; i <= n[b]; i++)  # insertion sort: a handful of addresses
+            for (j = i; j > 1 && ip[b, j] < ip[b, j - 1]; j--) { t = ip[b, j]; ip[b, j] = ip[b, j - 1]; ip[b, j - 1] = t }
+          line = "upstream adapter_" b " {"
+          for (i = 1; i <= n[b]; i++) line = line " server " ip[b, i] ":" port " max_fails=0;"
+          print line " keepalive 64; keepalive_timeout 60s; keepalive_requests 100000; }"
+        }
+      }'
 }
-render_upstreams >/tmp/nginx/upstreams.conf
+current=$(render_upstreams)
+echo "$current" >/tmp/nginx/upstreams.conf
 watch_upstreams() {
   while sleep "$GATEWAY_WATCH_INTERVAL"; do
-    render_upstreams >/tmp/nginx/upstreams.next
-    if ! cmp -s /tmp/nginx/upstreams.next /tmp/nginx/upstreams.conf; then
-      mv /tmp/nginx/upstreams.next /tmp/nginx/upstreams.conf
-      echo "gateway: adapters changed, reloading: $(grep -o 'adapter_[a-z]* {[^k]*' /tmp/nginx/upstreams.conf | tr '\n' ' ')" >&2
-      nginx -c /tmp/nginx/nginx.conf -s reload || true
-    fi
+    next=$(render_upstreams)
+    [ "$next" = "$current" ] && continue
+    current=$next
+    echo "$current" >/tmp/nginx/upstreams.conf
+    echo "gateway: adapters changed, reloading:" $(echo "$current" | grep -o 'adapter_[a-z]* {[^k]*') >&2
+    nginx -c /tmp/nginx/nginx.conf -s reload || true
   done
 }
 
