@@ -71,20 +71,9 @@ class Backend:
         return self.settings.upstream_url
 
     def make_upstream(self, transport: httpx.AsyncBaseTransport | None = None) -> Upstream:
-        s = self.settings
-        if len(s.upstream_urls) > 1:
+        if len(self.settings.upstream_urls) > 1:
             return self.make_replicas(transport)
-        return Upstream(
-            self.base_url(),
-            headers=self.headers(),
-            params=self.params(),
-            connect_timeout=s.connect_timeout,
-            read_timeout=s.read_timeout,
-            max_connections=s.max_connections,
-            transport=transport,
-            policy=Policy.from_settings(s),
-            name=self.name,
-        )
+        return Upstream(self.base_url(), **self._connection(transport))
 
     def make_replicas(self, transport: httpx.AsyncBaseTransport | None = None) -> Replicas:
         """Several engine replicas (docs/replicas.md), each probed with this backend's `probe`."""
@@ -94,15 +83,22 @@ class Backend:
             probe=self.probe,
             probe_interval=s.replica_probe_interval,
             session_table_size=s.session_table_size,
-            headers=self.headers(),
-            params=self.params(),
-            connect_timeout=s.connect_timeout,
-            read_timeout=s.read_timeout,
-            max_connections=s.max_connections,
-            transport=transport,
-            policy=Policy.from_settings(s),
-            name=self.name,
+            **self._connection(transport),
         )
+
+    def _connection(self, transport: httpx.AsyncBaseTransport | None) -> dict[str, Any]:
+        """What one upstream and a set of replicas are both built with."""
+        s = self.settings
+        return {
+            "headers": self.headers(),
+            "params": self.params(),
+            "connect_timeout": s.connect_timeout,
+            "read_timeout": s.read_timeout,
+            "max_connections": s.max_connections,
+            "transport": transport,
+            "policy": Policy.from_settings(s),
+            "name": self.name,
+        }
 
     def chat_url(self, body: dict[str, Any]) -> str:
         """The chat completions path for this request (Azure's dated form names the deployment in it)."""
