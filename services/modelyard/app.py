@@ -326,8 +326,12 @@ def create_app(backend: Backend, upstream: Upstream | None = None) -> FastAPI:
         return json_response(overflow_response(body, response_id=response_id, created_at=created_at), headers=extra)
 
     # -- stored responses: relayed where the upstream keeps them (OpenAI, Azure) ----------------
-    @app.api_route("/v1/responses/{response_id}", methods=["GET", "DELETE"])
-    async def stored_response(request: Request, response_id: str) -> Response:
+    @app.get("/v1/responses/{response_id}")
+    async def get_response(request: Request, response_id: str) -> Response:
+        return await relay_stored(request, f"/{response_id}")
+
+    @app.delete("/v1/responses/{response_id}")
+    async def delete_response(request: Request, response_id: str) -> Response:
         return await relay_stored(request, f"/{response_id}")
 
     @app.post("/v1/responses/{response_id}/cancel")
