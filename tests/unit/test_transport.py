@@ -10,10 +10,10 @@ import httpx
 import orjson
 import pytest
 
+from loadkit.standin import Server, StreamShape, completion_body
 from modelyard.errors import APIError
 from modelyard.transport import FastTransport, wanted
 from modelyard.upstream import Upstream, sse_data
-from tests.bench.standin import Server, StreamShape, completion_body
 
 
 @pytest.fixture
