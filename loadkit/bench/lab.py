@@ -75,8 +75,8 @@ class Images:
 
 
 class BenchLab(Lab):
-    def __init__(self, images: Images, venv: Path) -> None:
-        super().__init__(f"bench-{os.getpid()}", Path(tempfile.mkdtemp(prefix="modelyard-bench-")))
+    def __init__(self, images: Images, venv: Path, workdir: Path | None = None) -> None:
+        super().__init__(f"bench-{os.getpid()}", workdir or Path(tempfile.mkdtemp(prefix="modelyard-bench-")))
         self.images, self.venv = images, venv
         self.paths: dict[str, Target] = {}
         self.engine_port = 0  # the vLLM engine's, once started

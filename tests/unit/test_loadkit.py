@@ -189,3 +189,52 @@ def test_the_scripts_have_no_sse_parser_of_their_own() -> None:
         text = (ROOT / "scripts" / name).read_text()
         assert not re.search(r"""startswith\(b?["']data:""", text), name
         assert "def sse" not in text and "def dechunk" not in text and "def free_port" not in text, name
+
+
+# -- the bench's bring-up and knobs, the CLIs' flags ---------------------------------------------
+def test_lab_container_commands(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from loadkit import stack
+    from loadkit.bench import lab
+
+    ran: list[tuple[str, ...]] = []
+    monkeypatch.setattr(stack, "sh", lambda *args, **_: ran.append(args) or "")
+    monkeypatch.setattr(lab, "sh", lambda *args, **_: "listen 8080;")
+    bench = lab.BenchLab(lab.Images(), tmp_path / "venv", tmp_path)
+    bench.adapter("adapter", "img:1", 9001, {"A": "1"})
+    bench.adapter("adapter-engine", "img:1", 9002, {}, pin=False)
+    bench.gateway("gateway", 9003, 9001, pin=False)
+    tag = bench.tag
+    assert ran[0] == ("docker", "run", "-d", "--name", f"{tag}-adapter", "--network", "host", "--no-healthcheck",
+                      "--ulimit", "nofile=20000:20000", "--cpuset-cpus", "1", "-e", "A=1", "-e", "MODELYARD_PORT=9001",
+                      "img:1", "vllm")  # fmt: skip
+    assert "--cpuset-cpus" not in ran[1] and "--ulimit" not in ran[1] and ran[1][-2:] == ("img:1", "vllm")
+    assert "--cpuset-cpus" not in ran[2] and "GATEWAY_ADAPTER_PORT=9001" in ran[2] and "--ulimit" in ran[2]
+    assert (tmp_path / "gateway.conf").read_text() == "listen 127.0.0.1:9003;"
+    assert bench.containers == [f"{tag}-adapter", f"{tag}-adapter-engine", f"{tag}-gateway"]
+
+
+def test_quick_plan_shortens_the_phases() -> None:
+    from loadkit.bench.phases import Plan
+
+    full, quick = Plan(), Plan.quick()
+    assert (full.flight_rounds, full.seconds, full.streams, full.open_streams) == (5, 3.0, 30, (1000, 5000))
+    assert (quick.flight_rounds, quick.seconds, quick.streams, quick.open_streams) == (3, 2.0, 10, (200, 1000))
+    assert quick.levels == (1, 4, 16, 64) and quick.engine_rounds == 1 and full.engine_rounds == 4
+
+
+FLAGS = {
+    "bench": "--venv --setup --quick --adapter-image --gateway-image --vllm-image --before-image --no-engine --out "
+    "--doc",
+    "soak": "--rate --duration --timeout --max-in-flight --seed --url --control --keep --out",
+    "record-golden": "--engine --golden",
+}
+
+
+@pytest.mark.parametrize(("script", "flags"), FLAGS.items())
+def test_the_clis_keep_their_flags(script: str, flags: str) -> None:
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, str(ROOT / "scripts" / script), "--help"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert all(flag in out.stdout for flag in flags.split()), out.stdout
