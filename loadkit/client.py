@@ -118,7 +118,7 @@ SENT = re.compile(r"t\d+@(\d+) ")
 
 def token_text(data: bytes) -> str:
     """The generated text one SSE `data:` payload carries (a chat chunk or a Responses event), or ""."""
-    if data == b"[DONE]":
+    if data == sse.DONE:
         return ""
     try:
         event = json.loads(data)
