@@ -249,8 +249,10 @@ class ResponsesService(Serving):
         try:
             await backend.before_chat(self.upstream, chat)
             ctx, resp = await self.upstream.open("POST", backend.chat_url(chat.body), chat.body, headers=headers)
+            running = False
             async for events, last in relay.translate_events(resp, translator, lambda c: backend.error(500, c)):
-                if last:
+                if last or not running:  # stored as in_progress once the engine answers, then as it ended
+                    running = True
                     await state.save(turn, translator.response)
                 await self._publish(rid, events, feed)
         except APIError as err:

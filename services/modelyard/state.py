@@ -60,7 +60,8 @@ class Turn:
 
 
 def normalize_input(value: Any) -> list[dict[str, Any]]:
-    """The request's `input` as items with ids (as input_items lists them): a string is one user message."""
+    """The request's `input` as items with ids, kept as sent (a string is one user message), so a later
+    turn sends the engine exactly what this one did."""
     if isinstance(value, str):
         value = [{"type": "message", "role": "user", "content": value}]
     if not isinstance(value, list):
@@ -72,12 +73,6 @@ def normalize_input(value: Any) -> list[dict[str, Any]]:
         item = dict(item)
         if item.get("type") is None and "role" in item:
             item["type"] = "message"
-        if item.get("type") == "message" and isinstance(item.get("content"), str):
-            kind = "output_text" if item.get("role") == "assistant" else "input_text"
-            part: dict[str, Any] = {"type": kind, "text": item["content"]}
-            if kind == "output_text":
-                part["annotations"] = []
-            item["content"] = [part]
         item.setdefault(
             "id", new_id({"function_call_output": "fco", "function_call": "fc"}.get(item.get("type"), "msg"))
         )
@@ -85,9 +80,15 @@ def normalize_input(value: Any) -> list[dict[str, Any]]:
     return items
 
 
-def _as_input(item: dict[str, Any]) -> dict[str, Any]:
-    """A stored item as the translation takes it back (an output message is an assistant message)."""
-    return item
+def resource(item: dict[str, Any]) -> dict[str, Any]:
+    """An item as the API lists it: a message's string content as its one content part."""
+    if item.get("type") != "message" or not isinstance(item.get("content"), str):
+        return item
+    kind = "output_text" if item.get("role") == "assistant" else "input_text"
+    part: dict[str, Any] = {"type": kind, "text": item["content"]}
+    if kind == "output_text":
+        part["annotations"] = []
+    return {**item, "content": [part]}
 
 
 class StateService:
@@ -119,7 +120,7 @@ class StateService:
                 raise not_found("Conversation", conversation, "conversation_not_found")
             history = await self.store.items(conversation)
         if history:
-            body["input"] = [_as_input(i) for i in history] + turn.input_items
+            body["input"] = history + turn.input_items
         return turn
 
     async def chain(self, rid: str, scope: str) -> list[dict[str, Any]]:
@@ -233,7 +234,7 @@ class StateService:
         await self.store.add_items(cid, added)
         return {
             "object": "list",
-            "data": added,
+            "data": [resource(i) for i in added],
             "first_id": added[0]["id"],
             "last_id": added[-1]["id"],
             "has_more": False,
@@ -243,7 +244,7 @@ class StateService:
         await self.conversation(cid, scope)
         for item in await self.store.items(cid):
             if item.get("id") == item_id:
-                return item
+                return resource(item)
         raise not_found("Item", item_id, "item_not_found")
 
     async def delete_conversation_item(self, cid: str, item_id: str, scope: str) -> dict[str, Any]:
@@ -269,7 +270,7 @@ def page(items: list[dict[str, Any]], params: Any) -> dict[str, Any]:
         if after not in ids:
             raise invalid(f"'after' names no item of this list: '{after}'.", "after")
         ordered = ordered[ids.index(after) + 1 :]
-    data = ordered[: int(raw)]
+    data = [resource(i) for i in ordered[: int(raw)]]
     first, last = (data[0]["id"], data[-1]["id"]) if data else (None, None)
     return {"object": "list", "data": data, "first_id": first, "last_id": last, "has_more": len(ordered) > len(data)}
 
