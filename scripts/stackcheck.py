@@ -235,6 +235,16 @@ def relevant_log_lines(text: str, n: int = 8) -> list[str]:
     return [p[:240] for p in picked[-n:]]
 
 
+def last_health_output(health_log_json: str) -> str:
+    """The last output of a container's health check (`docker inspect` .State.Health.Log), one line."""
+    try:
+        entries = json.loads(health_log_json) or []
+    except ValueError:
+        return ""
+    text = entries[-1].get("Output", "") if entries and isinstance(entries[-1], dict) else ""
+    return " ".join(text.split())[:240]
+
+
 # -- backends -----------------------------------------------------------------------------------------
 def readiness_verdict(backend: str, status: int | None, body: str) -> Verdict:
     """An adapter's /readyz: ready, or the reason its upstream is not."""

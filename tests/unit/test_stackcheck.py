@@ -205,6 +205,12 @@ def test_disk_verdicts() -> None:
     assert sc.disk_verdict("/x", None, None).level == "warn"
 
 
+def test_last_health_output() -> None:
+    log = [{"Output": "ok"}, {"Output": "not ready: HTTP Error 503:\n Service Unavailable\n"}]
+    assert sc.last_health_output(json.dumps(log)) == "not ready: HTTP Error 503: Service Unavailable"
+    assert sc.last_health_output("null") == "" == sc.last_health_output("")
+
+
 def test_read_env(tmp_path: Path) -> None:
     env = tmp_path / ".env"
     env.write_text("# comment\nGATEWAY_PORT=8090\nGATEWAY_API_KEYS='k1,k2'\nEMPTY=\n")
@@ -242,6 +248,8 @@ def fake_docker(rows: list[dict], readyz: tuple[int, str], logs: str = "") -> sc
             return 0, f"sha256:img {(NOW + timedelta(days=3650)).isoformat()}"  # newer than any source file
         if "{{.Image}}" in text:
             return 0, "sha256:img\n"
+        if "{{json .State.Health.Log}}" in text:
+            return 0, json.dumps([{"ExitCode": 1, "Output": "not ready: HTTP Error 503: Service Unavailable\n"}])
         if "{{.State.Error}}" in text:
             return 0, "\n"
         if "docker ps --filter" in text:
@@ -292,7 +300,11 @@ def test_the_doctor_on_a_broken_stack(monkeypatch, tmp_path: Path) -> None:
     runner = fake_docker(rows, (503, json.dumps({"status": "not_ready", "upstream": reason})), logs)
     verdicts = {v.item: v for v in run_doctor(monkeypatch, tmp_path, runner, {})}
     assert verdicts["service adapter-openai"].failed
-    assert f"warning: {reason}" in verdicts["service adapter-openai"].notes
+    assert verdicts["service adapter-openai"].notes == (
+        "health check: not ready: HTTP Error 503: Service Unavailable",
+        "last log lines that matter:",
+        f"warning: {reason}",
+    )
     assert verdicts["backend openai"].failed and reason in verdicts["backend openai"].detail
     assert verdicts["service gateway"].failed and verdicts["service gateway"].detail == "created"
     assert verdicts["gateway port"].level == "ok"  # the gateway is down: the port is checked too
