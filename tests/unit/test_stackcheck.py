@@ -220,13 +220,8 @@ def test_read_env(tmp_path: Path) -> None:
 
 # -- the doctor on a whole stack ------------------------------------------------------------------------------
 NOW = datetime.now(UTC)
-CONFIG = {
-    "name": "modelyard",
-    "services": {
-        "gateway": {"image": "modelyard/gateway:latest"},
-        "adapter-openai": {"image": "modelyard/adapter:latest"},
-    },
-}
+SERVICES = "gateway\nadapter-openai\n"
+IMAGES = "modelyard/gateway:latest\nmodelyard/adapter:latest\n"
 
 
 def fake_docker(rows: list[dict], readyz: tuple[int, str], logs: str = "") -> sc.Runner:
@@ -236,8 +231,10 @@ def fake_docker(rows: list[dict], readyz: tuple[int, str], logs: str = "") -> sc
             return 0, "20.10.24\n"
         if "compose version" in text:
             return 0, "2.40.3\n"
-        if text.endswith("config --format json"):
-            return 0, json.dumps(CONFIG)
+        if text.endswith("config --services"):
+            return 0, SERVICES
+        if text.endswith("config --images"):
+            return 0, IMAGES
         if "ps -a --format json" in text:
             return 0, "\n".join(json.dumps(r) for r in rows)
         if " exec -T " in text:
@@ -273,8 +270,20 @@ def run_doctor(monkeypatch, tmp_path: Path, runner: sc.Runner, answers: dict) ->
 
 def test_the_doctor_on_a_healthy_stack(monkeypatch, tmp_path: Path) -> None:
     rows = [
-        {"Service": "gateway", "Name": "modelyard-gateway-1", "State": "running", "Health": "healthy"},
-        {"Service": "adapter-openai", "Name": "modelyard-adapter-openai-1", "State": "running", "Health": "healthy"},
+        {
+            "Service": "gateway",
+            "Name": "modelyard-gateway-1",
+            "State": "running",
+            "Health": "healthy",
+            "Image": "modelyard/gateway:latest",
+        },
+        {
+            "Service": "adapter-openai",
+            "Name": "modelyard-adapter-openai-1",
+            "State": "running",
+            "Health": "healthy",
+            "Image": "modelyard/adapter:latest",
+        },
     ]
     runner = fake_docker(rows, (200, '{"status":"ready","backend":"openai","upstream":"ok"}'))
     answers = {
