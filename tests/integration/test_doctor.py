@@ -120,5 +120,6 @@ def test_the_doctor_on_a_broken_stack(stack: Stack) -> None:
     assert out.returncode == 1, out.stdout
     assert got["service faults"].startswith("FAIL") and "exited" in got["service faults"]
     assert got["backend vllm"].startswith("FAIL") and "not ready (readyz 503)" in got["backend vllm"]
+    assert "faults:8000" in got["backend vllm"], got["backend vllm"]  # the cause names the upstream
     assert got["service gateway"].startswith("ok") and got["docker"].startswith("ok")
     assert "doctor: " in out.stdout and "problems: " in out.stdout and "backend vllm" in out.stdout.splitlines()[-1]
