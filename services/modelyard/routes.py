@@ -246,3 +246,23 @@ async def rollout(request: Request, rollout_id: str) -> Response:
         raise APIError(404, "Capture is off: set MODELYARD_CAPTURE=true (and MODELYARD_STORE_URL).", code="not_found")
     calls = await capture.calls(rollout=rollout_id)
     return json_response({"object": "list", "rollout_id": rollout_id, "data": calls})
+
+
+@router.get("/v1/rollouts")
+async def rollouts(request: Request) -> Response:
+    """Captured calls by time range (`since`, `until`: Unix seconds) and/or key id (`key`), in order."""
+    admin(request)
+    capture = request.app.state.capture
+    if capture is None:
+        raise APIError(404, "Capture is off: set MODELYARD_CAPTURE=true (and MODELYARD_STORE_URL).", code="not_found")
+    q = request.query_params
+    bounds = {}
+    for name in ("since", "until"):
+        raw = q.get(name)
+        if raw is not None:
+            try:
+                bounds[name] = float(raw)
+            except ValueError:
+                raise invalid(f"'{name}' must be a Unix time in seconds.", name) from None
+    calls = await capture.calls(rollout=q.get("rollout_id"), scope=q.get("key"), **bounds)
+    return json_response({"object": "list", "data": calls})

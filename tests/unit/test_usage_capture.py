@@ -135,3 +135,20 @@ def test_a_rollout_is_captured_in_order_and_listed(tmp_path: Path) -> None:
     assert calls[0]["reply"]["id"] == one.json()["id"] and calls[0]["status"] == 200
     assert calls[1]["reply"]["status"] == "completed" and calls[1]["ttft_ms"] is not None
     assert all(c["latency_ms"] > 0 and c["usage"]["output_tokens"] == 2 and c["backend"] == "vllm" for c in calls)
+
+
+def test_export_writes_nemo_gym_rows(tmp_path: Path) -> None:
+    import runpy
+
+    root = Path(__file__).resolve().parents[2]
+    export = runpy.run_path(str(root / "scripts" / "export-rollouts"))
+    tc, _ = make(tmp_path, MODELYARD_CAPTURE="true")
+    with tc:
+        tc.post("/ng-rollout/r-9/v1/responses", json={"model": "m", "input": "x", "store": False})
+        tc.post("/ng-rollout/r-9/v1/chat/completions", json={"model": "m", "messages": []})
+        calls = tc.get("/v1/rollouts", params={"rollout_id": "r-9"}, headers=ADMIN).json()["data"]
+        assert tc.get("/v1/rollouts", params={"since": "soon"}, headers=ADMIN).status_code == 400
+    rows = [export["row"](c) for c in calls]
+    assert rows[0]["responses_create_params"]["input"] == "x" and rows[0]["response"]["object"] == "response"
+    assert rows[1]["chat_completions_create_params"]["messages"] == []
+    assert {r["modelyard"]["rollout_id"] for r in rows} == {"r-9"}
