@@ -29,9 +29,9 @@ from .errors import APIError, invalid
 from .replicas import ReplicaRouting, Replicas
 from .translate import (
     StreamTranslator,
-    chat_to_response,
+    Translation,
+    check_responses_request,
     new_response_id,
-    overflow_response,
     responses_to_chat,
 )
 from .translate.schema import check_schema
@@ -273,19 +273,24 @@ def create_app(backend: Backend, upstream: Upstream | None = None) -> FastAPI:
         backend.settings.check_model(body)
         headers = forward_headers(request)
         with metrics.track(name, "responses"):
-            try:
-                return await create_response(request, body, headers)
-            except APIError as err:
-                if err.code != "context_length_exceeded" or backend.options.context_overflow != "incomplete":
-                    raise
-                return overflow_reply(body, err)
+            return await create_response(request, body, headers)
+
+    def overflows(err: APIError) -> bool:
+        return err.code == "context_length_exceeded" and backend.options.context_overflow == "incomplete"
 
     async def create_response(request: Request, body: dict[str, Any], headers: dict[str, str]) -> Response:
         if backend.native_responses:
+            check_responses_request(body)
             backend.prepare_responses(body)
-            if body.get("stream"):
-                return await relay_stream(up(request), backend.responses_path, body, headers)
-            resp = await call(request, "POST", backend.responses_path, body, headers)
+            try:
+                if body.get("stream"):
+                    return await relay_stream(up(request), backend.responses_path, body, headers)
+                resp = await call(request, "POST", backend.responses_path, body, headers)
+            except APIError as err:
+                if not overflows(err):
+                    raise
+                echo = {"model": body.get("model")}
+                return overflow_reply(Translation({}, [], echo=echo, opts=backend.options), body.get("stream"), err)
             return Response(resp.content, media_type=JSON)
 
         extras = backend.take_extras(body)
@@ -297,33 +302,31 @@ def create_app(backend: Backend, upstream: Upstream | None = None) -> FastAPI:
             await backend.before_chat(up(request), chat)
             response_id, created_at = new_response_id(), int(time.time())
             if body.get("stream"):
-                translator = StreamTranslator(
-                    body, response_id=response_id, created_at=created_at, opts=backend.options
-                )
                 path = backend.chat_url(chat.body)
-                return await translate_stream(up(request), path, chat.body, headers, translator, extra)
+                return await translate_stream(
+                    up(request), path, chat.body, headers, chat.stream(response_id, created_at), extra
+                )
             resp = await call(request, "POST", backend.chat_url(chat.body), chat.body, headers)
         except APIError as err:
+            if overflows(err):
+                return overflow_reply(chat, body.get("stream"), err, extra)
             err.headers.update(extra)  # what was dropped is said on an error reply too
             raise
         try:
             reply = orjson.loads(resp.content)
         except orjson.JSONDecodeError:
             raise APIError(502, "Upstream sent a reply that is not JSON.", code="bad_upstream_reply") from None
-        out = chat_to_response(reply, body, response_id=response_id, created_at=created_at, opts=backend.options)
-        return json_response(out, headers=extra)
+        return json_response(chat.reply(reply, response_id=response_id, created_at=created_at), headers=extra)
 
-    def overflow_reply(body: dict[str, Any], err: APIError) -> Response:
+    def overflow_reply(chat: Translation, stream: Any, err: APIError, extra: dict[str, str] | None = None) -> Response:
         """context_overflow="incomplete" (NeMo Gym's behaviour): an input the model has no room for is an
         `incomplete` Response with no output, streamed or not as asked, instead of a 400."""
         log.info("context overflow answered as an incomplete response", extra={"backend": name, "error": err.message})
         response_id, created_at = new_response_id(), int(time.time())
-        extra = {k: v for k, v in err.headers.items() if k == "x-modelyard-dropped-params"}
-        if body.get("stream"):
-            translator = StreamTranslator(body, response_id=response_id, created_at=created_at, opts=backend.options)
-            events = sse_events(translator.overflow())
-            return Response(events, media_type="text/event-stream", headers={**SSE_HEADERS, **extra})
-        return json_response(overflow_response(body, response_id=response_id, created_at=created_at), headers=extra)
+        if stream:
+            events = sse_events(chat.overflow_events(response_id=response_id, created_at=created_at))
+            return Response(events, media_type="text/event-stream", headers={**SSE_HEADERS, **(extra or {})})
+        return json_response(chat.overflow(response_id=response_id, created_at=created_at), headers=extra)
 
     # -- stored responses: relayed where the upstream keeps them (OpenAI, Azure) ----------------
     @app.get("/v1/responses/{response_id}")

@@ -26,7 +26,7 @@ import openai
 import pytest
 from pydantic import BaseModel
 
-from tests.unit.spec import SPEC, check_sdk_event, check_sdk_response, check_spec
+from tests.unit.spec import SPEC, check_echo, check_sdk_event, check_sdk_response, check_spec
 from tests.unit.test_translate_stream import check_sequence
 
 from .conftest import free_port
@@ -118,12 +118,15 @@ class Recorder(httpx.BaseTransport):
 
 def check_response(obj: dict[str, Any]) -> None:
     check_sdk_response(obj)
+    check_echo(obj)
     if SPEC.exists():  # test_openapi_spec_is_present says when it is not
         check_spec(obj, "Response")
 
 
 def check_event(obj: dict[str, Any]) -> None:
     check_sdk_event(obj)
+    if isinstance(obj.get("response"), dict):
+        check_echo(obj["response"])
     if SPEC.exists():
         check_spec(obj, "ResponseStreamEvent")
 
