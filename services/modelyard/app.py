@@ -33,8 +33,8 @@ from .translate import (
     check_responses_request,
     new_response_id,
     responses_to_chat,
+    sizes,
 )
-from .translate.schema import check_schema
 from .upstream import Upstream, bad_reply, is_event_stream, json_reply, passthrough_headers, sse_data
 
 log = logging.getLogger("modelyard")
@@ -88,33 +88,8 @@ def too_large(limit: int) -> APIError:
 
 
 def check_sizes(body: dict[str, Any], settings: Any, items_key: str) -> None:
-    """Bounds on what one request may carry (MODELYARD_MAX_INPUT_ITEMS, MODELYARD_MAX_TOOLS): a 400 naming
-    the field, before any translation work. Also the list fields' types, which chat requests are relayed
-    with unchecked otherwise."""
-    for key, limit, setting in (
-        (items_key, settings.max_input_items, "MODELYARD_MAX_INPUT_ITEMS"),
-        ("tools", settings.max_tools, "MODELYARD_MAX_TOOLS"),
-    ):
-        value = body.get(key)
-        if value is None or (key == "input" and isinstance(value, str)):
-            continue
-        if not isinstance(value, list):
-            raise invalid(f"'{key}' must be an array, got {type(value).__name__}.", param=key, code="invalid_type")
-        if limit and len(value) > limit:
-            msg = f"'{key}' has {len(value)} entries; at most {limit} are allowed ({setting})."
-            raise invalid(msg, param=key, code="array_above_max_length")
-    if body.get("stream") not in (None, True, False):  # a truthy list would otherwise start a stream
-        raise invalid("'stream' must be a boolean.", param="stream", code="invalid_type")
-    if items_key == "messages":  # chat tools go to the engine as they are: a bad schema is a 400 here, not its 500
-        for i, tool in enumerate(body.get("tools") or []):
-            if not isinstance(tool, dict) or not isinstance(tool.get("function", {}), dict):
-                raise invalid(f"'tools[{i}]' must be an object.", param=f"tools[{i}]", code="invalid_type")
-            nested = "function" in tool  # some backends also take Responses' flat tools here
-            fn = tool["function"] if nested else tool
-            if fn.get("parameters") is not None:
-                check_schema(
-                    fn["parameters"], f"tools[{i}].function.parameters" if nested else f"tools[{i}].parameters"
-                )
+    """Bounds on what one request may carry (translate/sizes.py), before any translation work."""
+    sizes.check_sizes(body, settings.max_input_items, settings.max_tools, items_key)
 
 
 def drain_on_signals(state: Any) -> None:

@@ -82,6 +82,16 @@ _BUILT_IN_TOOLS = frozenset(
 )  # fmt: skip
 _FUNCTION_TOOL_KEYS = frozenset({"type", "name", "description", "parameters", "strict"})
 _FORMATS = "text, json_object or json_schema"
+_CHOICES = 'auto, none, required, or {"type": "function", "name": …}'
+_STRING_OR_ITEMS = "a string or an array of input items"
+_STRING_OR_PARTS = "a string or an array of content parts"
+# The content part types each role's message takes (input_file and file_id are refused by name).
+_PART_TYPES = {
+    "user": "input_text, output_text, input_image or input_audio",
+    "assistant": "output_text, input_text or refusal",
+    "system": "input_text or output_text",
+    "developer": "input_text or output_text",
+}
 _INDEX = re.compile(r"\[\d+\]")
 # Output items a client may echo back carrying RL token data (NeMo Gym puts it on a turn's last item).
 _TOKEN_ITEMS = ("message", "function_call", "reasoning")
@@ -108,7 +118,7 @@ def _json_type(value: Any) -> str:
     return "an object"
 
 
-def _type_error(param: str, expected: str, value: Any) -> APIError:
+def type_error(param: str, expected: str, value: Any) -> APIError:
     msg = f"Invalid type for '{param}': expected {expected}, but got {_json_type(value)} instead."
     return invalid(msg, param, "invalid_type")
 
@@ -119,13 +129,13 @@ def _missing(param: str) -> APIError:
 
 def _str(value: Any, param: str) -> str:
     if not isinstance(value, str):
-        raise _type_error(param, "a string", value)
+        raise type_error(param, "a string", value)
     return value
 
 
 def _number(value: Any, param: str, low: float, high: float) -> float:
     if not isinstance(value, int | float) or isinstance(value, bool):
-        raise _type_error(param, "a number", value)
+        raise type_error(param, "a number", value)
     if not low <= value <= high:
         raise invalid(f"Invalid '{param}': {value} is not between {low:g} and {high:g}.", param)
     return value
@@ -133,7 +143,7 @@ def _number(value: Any, param: str, low: float, high: float) -> float:
 
 def _int(value: Any, param: str, low: int, high: int | None = None) -> int:
     if not isinstance(value, int) or isinstance(value, bool):
-        raise _type_error(param, "an integer", value)
+        raise type_error(param, "an integer", value)
     if value < low or (high is not None and value > high):
         bound = f"at least {low}" if high is None else f"between {low} and {high}"
         raise invalid(f"Invalid '{param}': {value} is not {bound}.", param)
@@ -142,19 +152,19 @@ def _int(value: Any, param: str, low: int, high: int | None = None) -> int:
 
 def _bool(value: Any, param: str) -> bool:
     if not isinstance(value, bool):
-        raise _type_error(param, "a boolean", value)
+        raise type_error(param, "a boolean", value)
     return value
 
 
 def _object(value: Any, param: str) -> dict[str, Any]:
     if not isinstance(value, dict):
-        raise _type_error(param, "an object", value)
+        raise type_error(param, "an object", value)
     return value
 
 
-def _list(value: Any, param: str) -> list[Any]:
+def _list(value: Any, param: str, expected: str = "an array") -> list[Any]:
     if not isinstance(value, list):
-        raise _type_error(param, "an array", value)
+        raise type_error(param, expected, value)
     return value
 
 
@@ -182,7 +192,7 @@ def _metadata(value: Any) -> dict[str, Any]:
         if len(key) > 64:
             raise invalid(f"Invalid 'metadata': key {key[:64]!r}… is longer than 64 characters.", "metadata")
         if not isinstance(item, str):
-            raise _type_error(f"metadata.{key}", "a string", item)
+            raise type_error(f"metadata.{key}", "a string", item)
         if len(item) > 512:
             raise invalid(f"Invalid 'metadata.{key}': longer than 512 characters.", f"metadata.{key}")
     return value
@@ -272,13 +282,14 @@ class _Translation:
         if isinstance(instructions, str):
             messages.append({"role": "system", "content": instructions})
         elif instructions is not None:
-            messages.extend(self.items(_list(instructions, "instructions"), "instructions", len(messages)))
+            items = _list(instructions, "instructions", _STRING_OR_ITEMS)
+            messages.extend(self.items(items, "instructions", len(messages)))
         self.echo["instructions"] = instructions
         value = request.get("input")
         if isinstance(value, str):
             messages.append({"role": "user", "content": value})
         elif value is not None:
-            messages.extend(self.items(_list(value, "input"), "input", len(messages)))
+            messages.extend(self.items(_list(value, "input", _STRING_OR_ITEMS), "input", len(messages)))
         if not messages:
             raise invalid("The request has no input: send 'input' (or 'instructions').", "input", "empty_input")
 
@@ -328,7 +339,7 @@ class _Translation:
             if value == "auto":
                 self.refuse(key, "the input is never truncated to fit")
             elif value != "disabled":
-                raise invalid(f"Invalid value for 'truncation': {value!r}; use 'disabled'.", key)
+                raise invalid(f"Invalid value for 'truncation': {value!r}; use 'disabled' or 'auto'.", key)
         elif key in ("user", "service_tier", "prompt_cache_key", "safety_identifier"):
             body[key] = self.echo[key] = _str(value, key)
         elif key in _UNSUPPORTED:
@@ -364,12 +375,13 @@ class _Translation:
                 self.refuse(f"{p}.type", f"built-in tool '{kind}' is not available; only function tools are")
                 continue
             if kind != "function":
-                raise invalid(f"Invalid value for '{p}.type': {kind!r} is not a tool type.", f"{p}.type")
+                msg = f"Invalid value for '{p}.type': {kind!r} is not a tool type; use 'function'."
+                raise invalid(msg, f"{p}.type")
             if tool.get("name") is None:
                 raise _missing(f"{p}.name")
             function: dict[str, Any] = {"name": _str(tool["name"], f"{p}.name")}
             if not function["name"]:
-                raise invalid(f"Invalid '{p}.name': empty string.", f"{p}.name")
+                raise invalid(f"Invalid '{p}.name': empty string; expected a non-empty string.", f"{p}.name")
             if tool.get("description") is not None:
                 function["description"] = _str(tool["description"], f"{p}.description")
             if tool.get("parameters") is not None:
@@ -395,7 +407,8 @@ class _Translation:
         names = {t["function"]["name"] for t in body.get("tools", ())}
         if isinstance(value, str):
             if value not in _TOOL_CHOICES:
-                raise invalid(f"Invalid value for 'tool_choice': {value!r}; use auto, none or required.", "tool_choice")
+                msg = f"Invalid value for 'tool_choice': {value!r}; use {_CHOICES}."
+                raise invalid(msg, "tool_choice")
             if value == "required" and not names:
                 raise invalid("tool_choice 'required' needs function tools in 'tools'.", "tool_choice")
             if names:
@@ -410,7 +423,9 @@ class _Translation:
             raise _missing("tool_choice.name")
         name = _str(value["name"], "tool_choice.name")
         if name not in names:
-            raise invalid(f"tool_choice names function {name!r}, which is not in 'tools'.", "tool_choice.name")
+            known = ", ".join(sorted(names)) or "none"
+            msg = f"tool_choice names function {name!r}, which is not in 'tools' (function tools: {known})."
+            raise invalid(msg, "tool_choice.name")
         body["tool_choice"] = {"type": "function", "function": {"name": name}}
         self.echo["tool_choice"] = {"type": "function", "name": name}
 
@@ -481,7 +496,8 @@ class _Translation:
             elif entry == "reasoning.encrypted_content":
                 self.refuse(f"include[{i}]", "reasoning is not encrypted here; send reasoning items back as they are")
             elif entry not in _NOOP_INCLUDES:
-                raise invalid(f"Invalid value for 'include[{i}]': {entry!r}.", f"include[{i}]")
+                known = ", ".join(sorted({_LOGPROBS_INCLUDE, *_NOOP_INCLUDES}))
+                raise invalid(f"Invalid value for 'include[{i}]': {entry!r}; use one of {known}.", f"include[{i}]")
         return logprobs
 
     # -- input items -------------------------------------------------------------------------
@@ -577,7 +593,7 @@ class _Translation:
         if content is None:
             raise _missing(f"{p}.content")
         if not isinstance(content, str):
-            content = self.parts(_list(content, f"{p}.content"), role, f"{p}.content")
+            content = self.parts(_list(content, f"{p}.content", _STRING_OR_PARTS), role, f"{p}.content")
         if item.get("phase") is not None:
             self.dropped.append(f"{p}.phase")  # a chat message has no phase
         if role == "developer":
@@ -606,14 +622,17 @@ class _Translation:
                     image["detail"] = _str(part["detail"], f"{pp}.detail")
                 out.append({"type": "image_url", "image_url": image})
             elif kind == "input_audio" and role == "user":
-                audio = _object(part.get("input_audio"), f"{pp}.input_audio")
+                if part.get("input_audio") is None:
+                    raise _missing(f"{pp}.input_audio")
+                audio = _object(part["input_audio"], f"{pp}.input_audio")
                 data, fmt = audio.get("data"), audio.get("format")
                 audio = {"data": _str(data, f"{pp}.input_audio.data"), "format": _str(fmt, f"{pp}.input_audio.format")}
                 out.append({"type": "input_audio", "input_audio": audio})
             elif kind == "input_file" and role == "user":
                 self.refuse(f"{pp}.type", "file inputs are not available")
             else:
-                raise invalid(f"Invalid value for '{pp}.type': {kind!r} in a {role} message.", f"{pp}.type")
+                msg = f"Invalid value for '{pp}.type': {kind!r} in a {role} message; use {_PART_TYPES[role]}."
+                raise invalid(msg, f"{pp}.type")
         if role == "assistant":  # chat templates expect the assistant's turn as one string
             return "".join(part["text"] for part in out)
         return out
@@ -627,13 +646,14 @@ class _Translation:
             raise _missing(f"{p}.output")
         if not isinstance(output, str):
             parts = []
-            for j, part in enumerate(_list(output, f"{p}.output")):
+            for j, part in enumerate(_list(output, f"{p}.output", "a string or an array of input_text parts")):
                 kind = _object(part, f"{p}.output[{j}]").get("type")
                 if kind == "input_text":
                     parts.append({"type": "text", "text": _str(part.get("text"), f"{p}.output[{j}].text")})
                 elif kind in ("input_image", "input_file"):
                     self.refuse(f"{p}.output[{j}].type", "chat tool messages carry text only")
                 else:
-                    raise invalid(f"Invalid value for '{p}.output[{j}].type': {kind!r}.", f"{p}.output[{j}].type")
+                    msg = f"Invalid value for '{p}.output[{j}].type': {kind!r}; use input_text."
+                    raise invalid(msg, f"{p}.output[{j}].type")
             output = parts
         return {"role": "tool", "tool_call_id": call_id, "content": output}
