@@ -276,6 +276,16 @@ def test_markup_of_a_whole_call_is_a_function_call() -> None:
     )
 
 
+def test_markup_under_tool_choice_none_is_the_text_the_model_wrote() -> None:
+    chat = completion({"content": CUT}, "length")
+    tc, _ = adapter("vllm", VLLM, engine(chat, []))
+    with tc:
+        request = {"model": "m", "input": "x", "tools": [TOOL], "tool_choice": "none"}
+        response = tc.post("/v1/responses", json=request).json()
+    assert [i["type"] for i in response["output"]] == ["message"]
+    assert response["output"][0]["content"][0]["text"] == CUT
+
+
 def test_text_that_only_looks_like_markup_is_text() -> None:
     chat = completion({"content": "<tool> is a word"})
     tc, _ = adapter(

@@ -299,9 +299,9 @@ class _Translation:
             body["parallel_tool_calls"] = request["parallel_tool_calls"]
         if self.logprobs:
             body["logprobs"] = True
-        return Translation(
-            body, self.dropped, self.token_prefix, self.echo, self.logprobs, self.opts, tool_markup="tools" in body
-        )
+        # Markup in content is a call the engine's parser missed, unless the client said no calls.
+        markup = "tools" in body and body.get("tool_choice") != "none"
+        return Translation(body, self.dropped, self.token_prefix, self.echo, self.logprobs, self.opts, markup)
 
     def option(self, key: str, value: Any, body: dict[str, Any]) -> None:
         """One top-level param (not null): checked, put on the chat body, echoed."""
