@@ -6,7 +6,7 @@ and out, shaped exactly as the openai SDK's types (`openai.types.responses`) and
 schemas; no pydantic model is built on the hot path.
 """
 
-from .errors import upstream_error
+from . import sizes
 from .ids import new_response_id
 from .options import ChatRequest, TranslateOptions, Translation
 from .request import check_responses_request, responses_to_chat
@@ -20,5 +20,5 @@ __all__ = [
     "check_responses_request",
     "new_response_id",
     "responses_to_chat",
-    "upstream_error",
+    "sizes",
 ]
