@@ -6,7 +6,8 @@ well (`unsupported`), unless the backend tolerates it: then it is dropped and re
 reported the same way without being asked to. Nothing is dropped silently. Decisions worth knowing:
 
 - A param set to null counts as absent.
-- `store: true`: refused (nothing is stored here); `store: false` is what is done.
+- `store: true`: refused (nothing is stored); with a store configured, state.py takes `store` (and the
+  other stateful fields) off the request before it gets here.
 - `reasoning.summary`: dropped and named; the model's reasoning comes back in full as `reasoning_text`
   content, with an empty `summary`.
 - `stream_options.include_obfuscation: true`: dropped and named (no event carries obfuscation here).
@@ -334,7 +335,9 @@ class _Translation:
             self.stream_options(value)
         elif key == "store":
             if value:
-                self.refuse(key, "stored responses are not available; send store: false or leave it out")
+                self.refuse(
+                    key, "no response store is configured (MODELYARD_STORE_URL); send store: false or leave it out"
+                )
         elif key == "truncation":
             if value == "auto":
                 self.refuse(key, "the input is never truncated to fit")
