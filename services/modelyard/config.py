@@ -173,6 +173,7 @@ class Settings:
     store_url: str = field(default="", repr=False)  # a Postgres URL may carry a password
     store_default: bool = True
     store_ttl: float = 30 * 24 * 3600.0
+    ws_idle_timeout: float = 600.0  # a WebSocket session with no message for this long is closed
     env: Mapping[str, str] = field(default_factory=dict, repr=False)  # backend-specific extras
 
     @classmethod
@@ -246,6 +247,7 @@ class Settings:
             store_url=_secret(env, "MODELYARD_STORE_URL"),
             store_default=_bool(env, "MODELYARD_STORE_DEFAULT", True),
             store_ttl=_nonneg(env, "MODELYARD_STORE_TTL", 30 * 24 * 3600.0),
+            ws_idle_timeout=_nonneg(env, "MODELYARD_WS_IDLE_TIMEOUT", 600.0),
             env=env,
         )
 
