@@ -59,7 +59,10 @@ def venv_python() -> Path:
         [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", "-r", str(REQUIREMENTS)],
     ]
     for step in steps:
-        done = subprocess.run(step, capture_output=True, text=True, timeout=900)
+        try:
+            done = subprocess.run(step, capture_output=True, text=True, timeout=900)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise ToolsMissing(f"{' '.join(step[:4])} failed: {exc}") from exc
         if done.returncode != 0:
             tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
             raise ToolsMissing(f"{' '.join(step[:4])} failed: {' | '.join(tail)}")
