@@ -168,6 +168,12 @@ class Settings:
     upstream_urls: tuple[str, ...] = ()
     replica_probe_interval: float = 2.0  # seconds between health probes of each replica
     session_table_size: int = 100_000  # x-session-id -> replica entries kept (least recently used go)
+    # Stored responses (docs/state.md): where ("" = nothing stored), stored unless a request says
+    # store: false, and how long objects are kept (seconds; 0 = until deleted).
+    store_url: str = field(default="", repr=False)  # a Postgres URL may carry a password
+    store_default: bool = True
+    store_ttl: float = 30 * 24 * 3600.0
+    ws_idle_timeout: float = 600.0  # a WebSocket session with no message for this long is closed
     env: Mapping[str, str] = field(default_factory=dict, repr=False)  # backend-specific extras
 
     @classmethod
@@ -238,6 +244,10 @@ class Settings:
             think_tags=_think_tags(env),
             reasoning_history=history,
             sampling_overrides=overrides,
+            store_url=_secret(env, "MODELYARD_STORE_URL"),
+            store_default=_bool(env, "MODELYARD_STORE_DEFAULT", True),
+            store_ttl=_nonneg(env, "MODELYARD_STORE_TTL", 30 * 24 * 3600.0),
+            ws_idle_timeout=_nonneg(env, "MODELYARD_WS_IDLE_TIMEOUT", 600.0),
             env=env,
         )
 
