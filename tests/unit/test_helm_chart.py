@@ -63,6 +63,15 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "networkPolicy": {"enabled": True},
         "ingress": {"enabled": True},
     },
+    # The project's own PostgreSQL image under its postgres user (docs/kubernetes.md).
+    "postgres-project-image": {
+        "postgresql": {
+            "enabled": True,
+            "image": {"repository": "modelyard/postgres", "tag": "latest"},
+            "auth": {"existingSecret": "pg"},
+            "podSecurityContext": {"runAsNonRoot": True, "runAsUser": 100, "runAsGroup": 102, "fsGroup": 102},
+        }
+    },
     # A field no Kubernetes schema has: the validator must refuse it.
     "broken-object": {"gateway": {"podSecurityContext": {"runAsNonRoot": True, "notAField": 1}}},
 }
