@@ -121,6 +121,36 @@ def _secret(env: Mapping[str, str], name: str) -> str:
     return env.get(name, "")
 
 
+# Client profiles (MODELYARD_CLIENTS, docs/agent-harnesses.md): what each agent harness sends on every
+# request that this stack cannot honour on every backend, dropped and named in x-modelyard-dropped-params.
+CLIENT_PROFILES: dict[str, frozenset[str]] = {
+    # web_search (and any other hosted tool) in `tools`; `text.verbosity` where the backend has none.
+    "codex": frozenset({"tools.type", "text.verbosity"}),
+    "claude-code": frozenset(),
+}
+
+
+def _clients(env: Mapping[str, str]) -> frozenset[str]:
+    """MODELYARD_CLIENTS: comma-separated profile names -> the params they tolerate."""
+    out: set[str] = set()
+    for name in (n.strip() for n in env.get("MODELYARD_CLIENTS", "").split(",")):
+        if not name:
+            continue
+        if name not in CLIENT_PROFILES:
+            raise ConfigError(f"MODELYARD_CLIENTS names {name!r}; known: {', '.join(sorted(CLIENT_PROFILES))}")
+        out |= CLIENT_PROFILES[name]
+    return frozenset(out)
+
+
+def _seal_keys(env: Mapping[str, str]) -> tuple[bytes, ...]:
+    from .translate.seal import parse_keys
+
+    try:
+        return parse_keys(_secret(env, "MODELYARD_SEAL_KEYS"))
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
 @dataclass(frozen=True)
 class Settings:
     backend: str
@@ -156,6 +186,9 @@ class Settings:
     breaker_failures: int = 5
     breaker_cooldown: float = 10.0
     tolerate_params: frozenset[str] = frozenset()
+    # Sealed reasoning (translate/seal.py): AES-256-GCM keys, the first seals, all open; () = a per-process key.
+    seal_keys: tuple[bytes, ...] = field(default=(), repr=False)
+    force_tool_choice: str = ""  # MODELYARD_FORCE_TOOL_CHOICE: required or a tool name, a turn's first step
     # An input too long for the model: "error" (a 400, OpenAI's behaviour) or "incomplete" (an
     # `incomplete` Response with no output, NeMo Gym's behaviour).
     context_overflow: str = "error"
@@ -217,6 +250,7 @@ class Settings:
                 if extra.get("n") not in (None, 1):
                     raise ConfigError(f"{name} sets n={extra['n']!r}: token ids (MODELYARD_RETURN_TOKEN_IDS) need n=1")
         tolerate = frozenset(p.strip() for p in env.get("MODELYARD_TOLERATE_PARAMS", "").split(",") if p.strip())
+        tolerate |= _clients(env)
         overflow = env.get("MODELYARD_CONTEXT_OVERFLOW", "").strip() or "error"
         if overflow not in ("error", "incomplete"):
             raise ConfigError(f"MODELYARD_CONTEXT_OVERFLOW must be error or incomplete, got {overflow!r}")
@@ -258,6 +292,8 @@ class Settings:
             breaker_failures=_count(env, "MODELYARD_BREAKER_FAILURES", 5),
             breaker_cooldown=_nonneg(env, "MODELYARD_BREAKER_COOLDOWN", 10.0),
             tolerate_params=tolerate,
+            seal_keys=_seal_keys(env),
+            force_tool_choice=env.get("MODELYARD_FORCE_TOOL_CHOICE", "").strip(),
             context_overflow=overflow,
             chat_template_kwargs=_json_object(env, "MODELYARD_CHAT_TEMPLATE_KWARGS"),
             extra_body=extra_body,

@@ -128,6 +128,7 @@ class ResponsesService(Serving):
 
     async def native(self, body: dict[str, Any], headers: dict[str, str]) -> Response:
         check_responses_request(body)  # the value checks every backend applies
+        body.pop("client_metadata", None)  # the harness's session ids (Codex): never sent upstream
         self.backend.prepare_responses(body)
         try:
             if body.get("stream"):

@@ -297,7 +297,7 @@ UNSUPPORTED = [
     ({"tools": [TOOL, {"type": "web_search"}]}, "tools[1].type", "tools.type"),
     ({"tools": [{"type": "file_search", "vector_store_ids": ["v"]}]}, "tools[0].type", "tools.type"),
     ({"tools": [{"type": "mcp", "server_label": "x"}]}, "tools[0].type", "tools.type"),
-    ({"tools": [{"type": "custom", "name": "x"}]}, "tools[0].type", "tools.type"),
+    ({"tools": [{"type": "local_shell"}]}, "tools[0].type", "tools.type"),  # custom tools: test_harness_tools.py
     ({"tools": [{**TOOL, "defer_loading": True}]}, "tools[0].defer_loading", "tools.defer_loading"),
     ({"tool_choice": {"type": "allowed_tools", "mode": "auto", "tools": []}}, "tool_choice", "tool_choice"),
     ({"tool_choice": {"type": "web_search_preview"}}, "tool_choice", "tool_choice"),

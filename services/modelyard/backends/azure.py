@@ -11,6 +11,7 @@ AZURE_OPENAI_DEPLOYMENT, where set, serves every request.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from collections.abc import Generator
@@ -21,6 +22,7 @@ import httpx
 
 from ..config import ConfigError, _json_object
 from ..errors import APIError
+from ..translate import TranslateOptions
 from .base import Backend
 
 DATED_API_VERSION = "2025-04-01-preview"  # the first dated version with both /responses and chat
@@ -77,6 +79,10 @@ class Azure(Backend):
         token_file = env.get("AZURE_OPENAI_AD_TOKEN_FILE", "")
         self.token_file = TokenFile(token_file) if token_file else None
         super().__init__(settings)
+
+    def translate_options(self) -> TranslateOptions:
+        # Chat mode: Azure's chat completions take `verbosity` (GPT-5 deployments).
+        return dataclasses.replace(super().translate_options(), verbosity_param="verbosity")
 
     # -- where and how requests go ---------------------------------------------------------
     def base_url(self) -> str:

@@ -25,6 +25,7 @@ from ..errors import APIError, invalid
 from ..policy import Policy
 from ..replicas import dns_discovery
 from ..translate import ChatRequest, TranslateOptions
+from ..translate.seal import Sealer
 from ..upstream import Reply, Upstream, replica_set
 from ..upstream_errors import redact, upstream_error
 
@@ -72,6 +73,8 @@ class Backend:
             reasoning_history=s.reasoning_history,
             # With a reasoning parser upstream, content is only ever content.
             think_tags=None if s.uses_reasoning_parser else s.think_tags,
+            sealer=Sealer(s.seal_keys) if s.seal_keys else _process_sealer(),
+            force_tool_choice=s.force_tool_choice,
         )
 
     def base_url(self) -> str:
@@ -224,3 +227,15 @@ def _json_object(raw: str, param: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise invalid(f"Invalid '{param}': expected a JSON object in the string.", param)
     return value
+
+
+_SEALER: list[Sealer] = []
+
+
+def _process_sealer() -> Sealer:
+    """Without MODELYARD_SEAL_KEYS: one random key per process (sealed reasoning does not survive a
+    restart, and is not opened by another worker or replica)."""
+    if not _SEALER:
+        log.info("MODELYARD_SEAL_KEYS is not set: reasoning is sealed under a per-process key")
+        _SEALER.append(Sealer.random())
+    return _SEALER[0]

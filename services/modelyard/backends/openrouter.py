@@ -54,7 +54,10 @@ class OpenRouter(Backend):
 
     def translate_options(self) -> TranslateOptions:
         return dataclasses.replace(
-            super().translate_options(), reasoning_param="reasoning", reasoning_extras=REASONING_EXTRAS
+            super().translate_options(),
+            reasoning_param="reasoning",
+            reasoning_extras=REASONING_EXTRAS,
+            verbosity_param="verbosity",  # OpenRouter's chat param, passed to models that have it
         )
 
     def take_extras(self, body: dict[str, Any]) -> dict[str, Any]:

@@ -4,10 +4,13 @@ body to send, and everything the reply side needs, computed once from the Respon
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from .envelope import envelope
 from .stream import StreamTranslator
+
+if TYPE_CHECKING:
+    from .seal import Sealer
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,13 @@ class TranslateOptions:
     # `generation_token_ids` are read (Translation.token_prefix), and replies' token ids and logprobs
     # are put on the last output item.
     token_ids: bool = False
+    # The chat param `text.verbosity` goes on (OpenAI's and Azure's `verbosity`); None: refused.
+    verbosity_param: str | None = None
+    # Seals reasoning for `include: ["reasoning.encrypted_content"]` and opens it (seal.py); None: refused.
+    sealer: Sealer | None = None
+    # The operator's forced tool choice (MODELYARD_FORCE_TOOL_CHOICE): required, or a tool's name; applied
+    # on a turn's first step only. "" leaves the client's choice.
+    force_tool_choice: str = ""
 
 
 @dataclass
@@ -55,6 +65,9 @@ class Translation:
     # Function tools were offered: content that is tool-call markup the engine's parser left in
     # (`<tool_call>…`, a call cut short) becomes a function_call item, never text.
     tool_markup: bool = False
+    # Tools offered under another name (tools.py): the engine's function name -> (kind, namespace, name).
+    tool_map: dict[str, tuple[str, str | None, str]] = field(default_factory=dict)
+    seal: bool = False  # reasoning items come back sealed in `encrypted_content`
 
     def envelope(self, response_id: str, created_at: int) -> dict[str, Any]:
         """The Response in progress, no output yet."""
@@ -67,6 +80,8 @@ class Translation:
             opts=self.opts,
             text_logprobs=self.text_logprobs,
             tool_markup=self.tool_markup,
+            tool_map=self.tool_map,
+            seal=self.seal,
         )
 
     def reply(self, chat: dict[str, Any], *, response_id: str, created_at: int) -> dict[str, Any]:
@@ -76,6 +91,8 @@ class Translation:
             opts=self.opts,
             text_logprobs=self.text_logprobs,
             tool_markup=self.tool_markup,
+            tool_map=self.tool_map,
+            seal=self.seal,
             events=False,
         )
         return translator.whole(chat)

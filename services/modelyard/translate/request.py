@@ -11,10 +11,17 @@ reported the same way without being asked to. Nothing is dropped silently. Decis
 - `reasoning.summary`: dropped and named; the model's reasoning comes back in full as `reasoning_text`
   content, with an empty `summary`.
 - `stream_options.include_obfuscation: true`: dropped and named (no event carries obfuscation here).
-- `prompt_cache_breakpoint` on content parts, `phase` on assistant messages, `namespace` on function_call
-  items: dropped and named (a chat request has no place for them).
-- `include`: `message.output_text.logprobs` turns logprobs on; `reasoning.encrypted_content` is
-  unsupported (there is nothing to encrypt); the other values concern built-in tools or inputs and are no-ops.
+- `prompt_cache_breakpoint` on content parts, `phase` on assistant messages: dropped and named (a chat
+  request has no place for them).
+- `namespace` tools: their function members are offered flattened (`<namespace>__<name>`, tools.py) and
+  calls come back under the names sent; `custom` tools are offered as a function of one string argument
+  and come back as `custom_tool_call` items.
+- `include`: `message.output_text.logprobs` turns logprobs on; `reasoning.encrypted_content` returns the
+  engine's reasoning sealed by the adapter (seal.py) and opens sealed items sent back; the other values
+  concern built-in tools or inputs and are no-ops.
+- `client_metadata`: accepted (checked as an object), never sent upstream; stored and captured with the
+  request as sent.
+- `text.verbosity`: sent as the chat param `TranslateOptions.verbosity_param` names, else unsupported.
 - `service_tier`, `prompt_cache_key`, `safety_identifier`, `user`: passed on under the same chat names;
   the upstream honours or refuses them.
 - Reasoning items from earlier turns: see `TranslateOptions.reasoning_history`; dropped ones are named.
@@ -34,6 +41,8 @@ from typing import Any
 from ..errors import APIError, invalid, unsupported
 from .options import TranslateOptions, Translation
 from .schema import check_schema, strict_compatible
+from .seal import SealError
+from .tools import CUSTOM_KEYS, NAMESPACE_KEYS, custom_arguments, custom_function, engine_name
 
 _EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh", "max")
 _SUMMARIES = ("auto", "concise", "detailed")
@@ -67,8 +76,8 @@ _UNSUPPORTED = {
 _BUILT_IN_ITEMS = frozenset(
     {
         "item_reference", "additional_tools", "apply_patch_call", "apply_patch_call_output", "code_interpreter_call",
-        "compaction", "compaction_trigger", "computer_call", "computer_call_output", "custom_tool_call",
-        "custom_tool_call_output", "file_search_call", "image_generation_call", "local_shell_call",
+        "compaction", "compaction_trigger", "computer_call", "computer_call_output",
+        "file_search_call", "image_generation_call", "local_shell_call",
         "local_shell_call_output", "mcp_approval_request", "mcp_approval_response", "mcp_call", "mcp_list_tools",
         "program", "program_output", "shell_call", "shell_call_output", "tool_search_call", "tool_search_output",
         "web_search_call",
@@ -76,8 +85,8 @@ _BUILT_IN_ITEMS = frozenset(
 )  # fmt: skip
 _BUILT_IN_TOOLS = frozenset(
     {
-        "apply_patch", "code_interpreter", "computer", "computer_use_preview", "custom", "file_search",
-        "image_generation", "local_shell", "mcp", "namespace", "programmatic_tool_calling", "shell", "tool_search",
+        "apply_patch", "code_interpreter", "computer", "computer_use_preview", "file_search",
+        "image_generation", "local_shell", "mcp", "programmatic_tool_calling", "shell", "tool_search",
         "web_search", "web_search_2025_08_26", "web_search_preview", "web_search_preview_2025_03_11",
     }
 )  # fmt: skip
@@ -236,6 +245,18 @@ def _function_call(item: dict[str, Any], p: str) -> dict[str, Any]:
     }
 
 
+def _custom_call(item: dict[str, Any], p: str) -> dict[str, Any]:
+    for key in ("call_id", "name", "input"):
+        if item.get(key) is None:
+            raise _missing(f"{p}.{key}")
+    name, text = _str(item["name"], f"{p}.name"), _str(item["input"], f"{p}.input")
+    return {
+        "id": _str(item["call_id"], f"{p}.call_id"),
+        "type": "function",
+        "function": {"name": name, "arguments": custom_arguments(text)},
+    }
+
+
 def _reasoning_text(item: dict[str, Any], p: str) -> str:
     """The text of an earlier turn's reasoning item: its full content, else its summary."""
     texts = []
@@ -257,6 +278,8 @@ class _Translation:
         self.token_prefix: tuple[int, list[int]] | None = None
         self.echo: dict[str, Any] = {}  # the Response's fields that echo the request (envelope.py)
         self.logprobs = False  # output_text logprobs asked for
+        self.tool_map: dict[str, tuple[str, str | None, str]] = {}  # engine name -> (kind, namespace, name)
+        self.seal = False  # reasoning.encrypted_content asked for
 
     def refuse(self, param: str, why: str) -> None:
         """Refuse `param` with a 400, or drop and report it where the backend tolerates it."""
@@ -302,7 +325,27 @@ class _Translation:
             body["logprobs"] = True
         # Markup in content is a call the engine's parser missed, unless the client said no calls.
         markup = "tools" in body and body.get("tool_choice") != "none"
-        return Translation(body, self.dropped, self.token_prefix, self.echo, self.logprobs, self.opts, markup)
+        self.force_tool_choice(request, body)
+        out = Translation(body, self.dropped, self.token_prefix, self.echo, self.logprobs, self.opts, markup)
+        out.tool_map, out.seal = self.tool_map, self.seal
+        return out
+
+    def force_tool_choice(self, request: dict[str, Any], body: dict[str, Any]) -> None:
+        """The operator's forced tool choice (MODELYARD_FORCE_TOOL_CHOICE), on a turn's first step only
+        (the input does not end with a tool's output), so an agent loop still ends."""
+        force = self.opts.force_tool_choice
+        if not force or "tools" not in body:
+            return
+        items = request.get("input")
+        last = items[-1] if isinstance(items, list) and items else {}
+        if isinstance(last, dict) and str(last.get("type", "")).endswith("_output"):
+            return
+        if force in ("required", "auto", "none"):
+            body["tool_choice"] = force
+            return
+        name = next((e for e, (_, ns, n) in self.tool_map.items() if force in (n, f"{ns}.{n}")), force)
+        if any(t["function"]["name"] == name for t in body["tools"]):
+            body["tool_choice"] = {"type": "function", "function": {"name": name}}
 
     def option(self, key: str, value: Any, body: dict[str, Any]) -> None:
         """One top-level param (not null): checked, put on the chat body, echoed."""
@@ -325,6 +368,8 @@ class _Translation:
             self.reasoning(value, body)
         elif key == "metadata":
             self.echo[key] = value
+        elif key == "client_metadata":
+            _object(value, key)  # the harness's session ids: kept with the request as sent, never upstream
         elif key == "include":
             self.logprobs = self.include(value) or self.logprobs
         elif key == "stream":
@@ -366,7 +411,7 @@ class _Translation:
 
     # -- tools -------------------------------------------------------------------------------
     def tools(self, value: Any) -> list[dict[str, Any]]:
-        out = []
+        out: list[dict[str, Any]] = []
         echo = self.echo["tools"] = []
         for i, tool in enumerate(_list(value, "tools")):
             p = f"tools[{i}]"
@@ -377,34 +422,91 @@ class _Translation:
             if _str(kind, f"{p}.type") in _BUILT_IN_TOOLS:
                 self.refuse(f"{p}.type", f"built-in tool '{kind}' is not available; only function tools are")
                 continue
-            if kind != "function":
-                msg = f"Invalid value for '{p}.type': {kind!r} is not a tool type; use 'function'."
+            if kind == "namespace":
+                out.extend(self.namespace(tool, p))
+                echo.append(tool)
+            elif kind == "custom":
+                out.append(self.custom(tool, p, None))
+                echo.append(tool)
+            elif kind == "function":
+                out.append(self.function(tool, p, None))
+            else:
+                msg = f"Invalid value for '{p}.type': {kind!r} is not a tool type; use function, custom or namespace."
                 raise invalid(msg, f"{p}.type")
-            if tool.get("name") is None:
-                raise _missing(f"{p}.name")
-            function: dict[str, Any] = {"name": _str(tool["name"], f"{p}.name")}
-            if not function["name"]:
-                raise invalid(f"Invalid '{p}.name': empty string; expected a non-empty string.", f"{p}.name")
-            if tool.get("description") is not None:
-                function["description"] = _str(tool["description"], f"{p}.description")
-            if tool.get("parameters") is not None:
-                check_schema(tool["parameters"], f"{p}.parameters")
-                function["parameters"] = tool["parameters"]
-            if tool.get("strict") is not None:
-                function["strict"] = _bool(tool["strict"], f"{p}.strict")
-            elif "parameters" in function and strict_compatible(function["parameters"]):
-                # The Responses API's default: strict when the schema allows it (chat's default is off).
-                function["strict"] = True
-            for key, extra in tool.items():
-                if key not in _FUNCTION_TOOL_KEYS and extra not in (None, False):
-                    self.refuse(f"{p}.{key}", "function tool options beyond name, description, parameters and strict")
-            out.append({"type": "function", "function": function})
-            # Echoed as enforced: an omitted `strict` means strict where the schema allows it.
-            fields = ("name", "description", "parameters")
-            echo.append(
-                {"type": "function", **{k: function.get(k) for k in fields}, "strict": function.get("strict", False)}
-            )
+        names = [t["function"]["name"] for t in out]
+        if len(set(names)) != len(names):
+            twice = sorted({n for n in names if names.count(n) > 1})
+            raise invalid(f"Invalid 'tools': the function name(s) {', '.join(twice)} occur more than once.", "tools")
         return out
+
+    def tool_name(self, tool: dict[str, Any], p: str) -> str:
+        if tool.get("name") is None:
+            raise _missing(f"{p}.name")
+        name = _str(tool["name"], f"{p}.name")
+        if not name:
+            raise invalid(f"Invalid '{p}.name': empty string; expected a non-empty string.", f"{p}.name")
+        return name
+
+    def namespace(self, tool: dict[str, Any], p: str) -> list[dict[str, Any]]:
+        """A namespace's members, flattened for the engine; calls map back (tool_map)."""
+        space = self.tool_name(tool, p)
+        for key, extra in tool.items():
+            if key not in NAMESPACE_KEYS and extra is not None:
+                raise invalid(f"Unknown parameter: '{p}.{key}'.", f"{p}.{key}", "unknown_parameter")
+        out = []
+        for j, member in enumerate(_list(tool.get("tools") or [], f"{p}.tools")):
+            q = f"{p}.tools[{j}]"
+            kind = _object(member, q).get("type")
+            if kind == "function":
+                out.append(self.function(member, q, space))
+            elif kind == "custom":
+                out.append(self.custom(member, q, space))
+            else:
+                msg = f"Invalid value for '{q}.type': {kind!r}; a namespace holds function or custom tools."
+                raise invalid(msg, f"{q}.type")
+        return out
+
+    def custom(self, tool: dict[str, Any], p: str, space: str | None) -> dict[str, Any]:
+        """A freeform tool: a function of one string argument for the engine."""
+        name = self.tool_name(tool, p)
+        for key, extra in tool.items():
+            if key not in CUSTOM_KEYS and extra is not None:
+                raise invalid(f"Unknown parameter: '{p}.{key}'.", f"{p}.{key}", "unknown_parameter")
+        description = tool.get("description")
+        if description is not None:
+            _str(description, f"{p}.description")
+        fmt = tool.get("format")
+        if fmt is not None and _object(fmt, f"{p}.format").get("type") not in ("text", "grammar"):
+            msg = f"Invalid value for '{p}.format.type': {fmt.get('type')!r}; use text or grammar."
+            raise invalid(msg, f"{p}.format.type")
+        flat = engine_name(space, name)
+        self.tool_map[flat] = ("custom", space, name)
+        return {"type": "function", "function": custom_function(flat, description, fmt)}
+
+    def function(self, tool: dict[str, Any], p: str, space: str | None) -> dict[str, Any]:
+        echo = self.echo["tools"]
+        function: dict[str, Any] = {"name": self.tool_name(tool, p)}
+        if space is not None:
+            self.tool_map[engine_name(space, function["name"])] = ("function", space, function["name"])
+            function["name"] = engine_name(space, function["name"])
+        if tool.get("description") is not None:
+            function["description"] = _str(tool["description"], f"{p}.description")
+        if tool.get("parameters") is not None:
+            check_schema(tool["parameters"], f"{p}.parameters")
+            function["parameters"] = tool["parameters"]
+        if tool.get("strict") is not None:
+            function["strict"] = _bool(tool["strict"], f"{p}.strict")
+        elif "parameters" in function and strict_compatible(function["parameters"]):
+            # The Responses API's default: strict when the schema allows it (chat's default is off).
+            function["strict"] = True
+        for key, extra in tool.items():
+            if key not in _FUNCTION_TOOL_KEYS and extra not in (None, False):
+                self.refuse(f"{p}.{key}", "function tool options beyond name, description, parameters and strict")
+        if space is None:  # echoed as enforced: an omitted `strict` means strict where the schema allows it
+            fields = ("name", "description", "parameters")
+            strict = function.get("strict", False)
+            echo.append({"type": "function", **{k: function.get(k) for k in fields}, "strict": strict})
+        return {"type": "function", "function": function}
 
     def tool_choice(self, value: Any, body: dict[str, Any]) -> None:
         names = {t["function"]["name"] for t in body.get("tools", ())}
@@ -419,18 +521,20 @@ class _Translation:
             self.echo["tool_choice"] = value
             return
         kind = _object(value, "tool_choice").get("type")
-        if kind != "function":
-            self.refuse("tool_choice", f"tool_choice of type {kind!r} (only auto, none, required and function)")
+        if kind not in ("function", "custom"):
+            self.refuse("tool_choice", f"tool_choice of type {kind!r} (only auto, none, required, function and custom)")
             return  # dropped: the model chooses freely, the echo's default "auto"
         if value.get("name") is None:
             raise _missing("tool_choice.name")
-        name = _str(value["name"], "tool_choice.name")
+        sent = _str(value["name"], "tool_choice.name")
+        space = value.get("namespace")
+        name = engine_name(_str(space, "tool_choice.namespace"), sent) if space is not None else sent
         if name not in names:
             known = ", ".join(sorted(names)) or "none"
             msg = f"tool_choice names function {name!r}, which is not in 'tools' (function tools: {known})."
             raise invalid(msg, "tool_choice.name")
         body["tool_choice"] = {"type": "function", "function": {"name": name}}
-        self.echo["tool_choice"] = {"type": "function", "name": name}
+        self.echo["tool_choice"] = {k: v for k, v in value.items() if v is not None}
 
     # -- output options ----------------------------------------------------------------------
     def text(self, value: Any, body: dict[str, Any]) -> None:
@@ -438,7 +542,13 @@ class _Translation:
             if setting is None:
                 continue
             if key == "verbosity":
-                self.refuse("text.verbosity", "output verbosity cannot be set")
+                if setting not in ("low", "medium", "high"):
+                    msg = f"Invalid value for 'text.verbosity': {setting!r}; use low, medium or high."
+                    raise invalid(msg, "text.verbosity")
+                if self.opts.verbosity_param:
+                    body[self.opts.verbosity_param] = setting
+                else:
+                    self.refuse("text.verbosity", "output verbosity cannot be set on this backend")
             elif key != "format":
                 raise invalid(f"Unknown parameter: 'text.{key}'.", f"text.{key}", "unknown_parameter")
         fmt = value.get("format")
@@ -497,7 +607,11 @@ class _Translation:
             if entry == _LOGPROBS_INCLUDE:
                 logprobs = True
             elif entry == "reasoning.encrypted_content":
-                self.refuse(f"include[{i}]", "reasoning is not encrypted here; send reasoning items back as they are")
+                if self.opts.sealer is not None:
+                    self.seal = True
+                else:
+                    why = "reasoning is not sealed here (MODELYARD_SEAL_KEYS); send reasoning items back as they are"
+                    self.refuse(f"include[{i}]", why)
             elif entry not in _NOOP_INCLUDES:
                 known = ", ".join(sorted({_LOGPROBS_INCLUDE, *_NOOP_INCLUDES}))
                 raise invalid(f"Invalid value for 'include[{i}]': {entry!r}; use one of {known}.", f"include[{i}]")
@@ -524,20 +638,21 @@ class _Translation:
                 messages.append(message)
                 assistant = message if message["role"] == "assistant" else None
                 assistant_at = len(messages) - 1
-            elif kind == "function_call":
-                call = _function_call(item, p)
-                if item.get("namespace") is not None:
-                    self.dropped.append(f"{p}.namespace")  # chat tool calls have no namespace
+            elif kind in ("function_call", "custom_tool_call"):
+                call = _function_call(item, p) if kind == "function_call" else _custom_call(item, p)
+                if item.get("namespace") is not None:  # the flattened name the engine was offered
+                    space = _str(item["namespace"], f"{p}.namespace")
+                    call["function"]["name"] = engine_name(space, call["function"]["name"])
                 if assistant is None:
                     assistant = {"role": "assistant"}
                     messages.append(assistant)
                     assistant_at = len(messages) - 1
                 assistant.setdefault("tool_calls", []).append(call)
-            elif kind == "function_call_output":
+            elif kind in ("function_call_output", "custom_tool_call_output"):
                 messages.append(self.tool_output(item, p))
                 assistant = None
             elif kind == "reasoning":
-                text = _reasoning_text(item, p)
+                text = self.unseal(item, p)
                 if send_reasoning and text:
                     reasoning.append(text)
                 elif text:
@@ -552,7 +667,8 @@ class _Translation:
                 raise _missing(f"{p}.type")
             else:
                 kind = _str(kind, f"{p}.type")
-                known = "message, function_call, function_call_output or reasoning"
+                known = "message, function_call, function_call_output, custom_tool_call, "
+                known += "custom_tool_call_output or reasoning"
                 raise invalid(f"Invalid value for '{p}.type': {kind!r}; use {known}.", f"{p}.type")
             if reasoning:  # it belongs to the assistant turn right after it, if that is what came
                 if assistant is not None:
@@ -564,6 +680,21 @@ class _Translation:
             if ids is not None and assistant is not None:  # the latest turn's ids win
                 self.token_prefix = (base + assistant_at, ids)
         return messages
+
+    def unseal(self, item: dict[str, Any], p: str) -> str:
+        """An earlier turn's reasoning: sealed by this adapter (encrypted_content, authoritative), else as sent."""
+        sealed = item.get("encrypted_content")
+        if sealed is None:
+            return _reasoning_text(item, p)
+        sealer = self.opts.sealer
+        if sealer is None:
+            self.refuse(f"{p}.encrypted_content", "reasoning is not sealed here (MODELYARD_SEAL_KEYS)")
+            return ""
+        try:
+            return sealer.open(_str(sealed, f"{p}.encrypted_content"))
+        except SealError as err:
+            msg = f"Invalid '{p}.encrypted_content': the reasoning item was {err}."
+            raise invalid(msg, f"{p}.encrypted_content", "invalid_encrypted_content") from None
 
     def token_ids(self, item: dict[str, Any], p: str) -> list[int] | None:
         """An earlier turn's token ids echoed on its output item: its prompt + generation ids."""

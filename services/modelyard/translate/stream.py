@@ -38,6 +38,7 @@ from . import ids
 from .envelope import delta_logprobs, logprobs, usage
 from .markup import CALL_OPEN, markup_calls
 from .think import ThinkSplitter
+from .tools import custom_input
 
 if TYPE_CHECKING:
     from .options import TranslateOptions
@@ -86,7 +87,7 @@ class _TextItem:
 class _Call:
     """A function call being streamed; its item is added once its name is known."""
 
-    __slots__ = ("upstream_id", "number", "name", "pieces", "item", "index", "closed", "cut")
+    __slots__ = ("upstream_id", "number", "name", "pieces", "item", "index", "closed", "cut", "custom")
 
     def __init__(self, upstream_id: str | None, number: int) -> None:
         self.upstream_id = upstream_id
@@ -97,10 +98,14 @@ class _Call:
         self.index = -1
         self.closed = False
         self.cut = False  # markup cut off inside the call: incomplete whatever the finish reason
+        self.custom = False  # a custom tool's call: its item has `input`, told once the call is done
 
     def sync(self) -> None:
         if self.item is not None:
-            self.item["arguments"] = "".join(self.pieces)
+            if self.custom:
+                self.item["input"] = custom_input("".join(self.pieces))
+            else:
+                self.item["arguments"] = "".join(self.pieces)
 
 
 class StreamTranslator:
@@ -113,9 +118,13 @@ class StreamTranslator:
         opts: TranslateOptions,
         text_logprobs: bool = False,
         tool_markup: bool = False,
+        tool_map: dict[str, tuple[str, str | None, str]] | None = None,
+        seal: bool = False,
         events: bool = True,  # False: assemble the Response only (`whole`)
     ) -> None:
         self._events = events
+        self._tool_map = tool_map or {}
+        self._sealer = opts.sealer if seal else None
         self._id = response["id"]
         self._response = response  # the envelope (Translation.envelope): output goes in here
         self._output: list[dict[str, Any]] = self._response["output"]
@@ -448,6 +457,9 @@ class StreamTranslator:
         if current.part is not None:
             self._close_part(current, out)
         current.item["status"] = status
+        if self._sealer is not None and current.item["type"] == "reasoning":
+            text = "\n\n".join(part["text"] for part in current.item["content"])
+            current.item["encrypted_content"] = self._sealer.seal(text)
         self._open = None
         if self._events:
             out.append(self._event("response.output_item.done", output_index=current.index, item=current.item))
@@ -477,7 +489,7 @@ class StreamTranslator:
         if call.item is None:
             if call.name:
                 self._add_call(call, out)
-        elif arguments and self._events:
+        elif arguments and self._events and not call.custom:
             out.append(
                 self._event(
                     "response.function_call_arguments.delta",
@@ -491,18 +503,22 @@ class StreamTranslator:
         if self._open is not None:
             self._close_item(self._open, "completed", out)
         call.index = len(self._output)
+        kind, space, name = self._tool_map.get(call.name, ("function", None, call.name))
+        call.custom = kind == "custom"
         call.item = {
-            "id": ids.item_id("fc", self._id, call.index),
-            "type": "function_call",
+            "id": ids.item_id("ctc" if call.custom else "fc", self._id, call.index),
+            "type": "custom_tool_call" if call.custom else "function_call",
             "status": "in_progress",
-            "arguments": "",
+            "input" if call.custom else "arguments": "",
             "call_id": call.upstream_id or ids.call_id(self._id, call.number),
-            "name": call.name,
+            "name": name,
         }
+        if space is not None:
+            call.item["namespace"] = space
         self._output.append(call.item)
         if self._events:
             out.append(self._event("response.output_item.added", output_index=call.index, item=dict(call.item)))
-            if call.pieces:
+            if call.pieces and not call.custom:
                 fields = {"item_id": call.item["id"], "output_index": call.index, "delta": "".join(call.pieces)}
                 out.append(self._event("response.function_call_arguments.delta", **fields))
 
@@ -511,7 +527,12 @@ class StreamTranslator:
         call.sync()
         call.closed = True
         item["status"] = "incomplete" if call.cut else status
-        if self._events:
+        if self._events and call.custom:  # its input is known once the arguments are whole
+            where = {"item_id": item["id"], "output_index": call.index}
+            out.append(self._event("response.custom_tool_call_input.delta", **where, delta=item["input"]))
+            out.append(self._event("response.custom_tool_call_input.done", **where, input=item["input"]))
+            out.append(self._event("response.output_item.done", output_index=call.index, item=item))
+        elif self._events:
             out.append(
                 self._event(
                     "response.function_call_arguments.done",
