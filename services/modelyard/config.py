@@ -13,11 +13,12 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Mapping
 from dataclasses import Field, dataclass, field, fields
-from typing import Any
+from typing import Any, TypeVar
 
 from .errors import APIError
 from .kinds import Invalid, Kind, flag, integer, json_object, names, number, one_of, string_map, text, think_tags
 
+T = TypeVar("T")
 ENGINES = ("vllm", "nim")  # the adapters in front of an engine that renders the chat template
 
 
@@ -226,7 +227,7 @@ class Settings:
         "MODELYARD_MODEL",
         text,
         "",
-        doc="the pinned policy model (empty: whatever the client asks for)",
+        doc="the pinned policy model (empty: whatever the client asks for); env.yaml: `policy_model_name`",
         dotenv="POLICY_MODEL_NAME",
     )
     model_policy: str = setting(
@@ -477,6 +478,11 @@ class Settings:
             backend_settings=own(**read(own, env)) if own else None,
             **values,
         )
+
+    def of(self, cls: type[T]) -> T:
+        """A backend's own settings (cls, one of BACKEND_SETTINGS), read from the same environment."""
+        own = self.backend_settings
+        return own if isinstance(own, cls) else cls(**read(cls, self.env))
 
     def check_model(self, body: dict[str, Any]) -> None:
         """Apply the model pin to a request body in place, so a rollout cannot silently hit another model."""

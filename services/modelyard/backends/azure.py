@@ -58,7 +58,7 @@ class Azure(Backend):
     name = "azure"
 
     def __init__(self, settings) -> None:
-        cfg: AzureSettings = settings.backend_settings
+        cfg: AzureSettings = settings.of(AzureSettings)
         self.style = cfg.url_style
         # A chat-only deployment: /v1/responses goes through the translation core over chat completions.
         self.native_responses = self.stored_responses = cfg.native_responses

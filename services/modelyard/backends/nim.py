@@ -25,7 +25,7 @@ class NIM(Backend):
     replicas_supported = True  # MODELYARD_UPSTREAM_URL may list several engines (docs/replicas.md)
 
     def __init__(self, settings: Any) -> None:
-        cfg: NimSettings = settings.backend_settings
+        cfg: NimSettings = settings.of(NimSettings)
         # NIM 2.x serves the Responses API itself, and GET /v1/responses/{id} and cancel with it.
         self.native_responses = self.stored_responses = cfg.native_responses
         super().__init__(settings)

@@ -14,7 +14,7 @@ class OpenAI(Backend):
     def headers(self) -> dict[str, str]:
         # The header names the openai SDK sends for OpenAI(organization=..., project=...).
         headers = super().headers()
-        own: OpenAISettings = self.settings.backend_settings
+        own: OpenAISettings = self.settings.of(OpenAISettings)
         for value, header in ((own.organization, "openai-organization"), (own.project, "openai-project")):
             if value:
                 headers[header] = value

@@ -33,7 +33,7 @@ class OpenRouter(Backend):
     name = "openrouter"
 
     def __init__(self, settings) -> None:
-        self.own: OpenRouterSettings = settings.backend_settings
+        self.own: OpenRouterSettings = settings.of(OpenRouterSettings)
         self.native_responses = self.own.native_responses  # stateless either way: nothing stored to relay
         super().__init__(settings)
 
