@@ -17,10 +17,10 @@ from fastapi.testclient import TestClient
 from modelyard.app import create_app
 from modelyard.backends import load
 from modelyard.config import ConfigError, Settings
-from tools.render_env import ConfigError as EnvConfigError
-from tools.render_env import resolve
 from modelyard.upstream import Upstream
 from tests.unit.spec import check_event, check_response
+from tools.render_env import ConfigError as EnvConfigError
+from tools.render_env import resolve
 
 ROOT = Path(__file__).resolve().parents[2]
 OVERFLOW = json.loads((Path(__file__).parent / "golden/errors/context_overflow.json").read_text())
