@@ -252,6 +252,13 @@ class Settings:
     )
     port: int = setting("MODELYARD_PORT", integer(1), 8000, doc="the port the adapter listens on")
     workers: int = setting("MODELYARD_WORKERS", integer(1), 1, doc="uvicorn worker processes", env_yaml=ADAPTER)
+    keep_alive: int = setting(
+        "MODELYARD_KEEP_ALIVE",
+        integer(1),
+        75,
+        doc="seconds an idle client connection stays open (above the gateway's 60 s, so the gateway closes it first)",
+        env_yaml=ADAPTER,
+    )
     log_level: str = setting(
         "MODELYARD_LOG_LEVEL",
         one_of("debug", "info", "warning", "error", "critical"),
