@@ -108,11 +108,21 @@ def _modes(default: str) -> Kind:
     return one_of(default, *(m for m in ("native", "translate") if m != default))
 
 
+class _ResponsesMode:
+    """For a backend whose settings declare `responses_mode` (each with its own default)."""
+
+    responses_mode: str
+
+    @property
+    def native_responses(self) -> bool:
+        return self.responses_mode == "native"
+
+
 # ---------------------------------------------------------------- per-backend settings
 
 
 @dataclass(frozen=True)
-class NimSettings:
+class NimSettings(_ResponsesMode):
     responses_mode: str = setting(
         "MODELYARD_RESPONSES_MODE",
         _modes("translate"),
@@ -122,10 +132,6 @@ class NimSettings:
         dotenv="NIM_RESPONSES_MODE",
     )
 
-    @property
-    def native_responses(self) -> bool:
-        return self.responses_mode == "native"
-
 
 @dataclass(frozen=True)
 class OpenAISettings:
@@ -134,7 +140,7 @@ class OpenAISettings:
 
 
 @dataclass(frozen=True)
-class AzureSettings:
+class AzureSettings(_ResponsesMode):
     api_version: str = setting(
         "AZURE_OPENAI_API_VERSION",
         text,
@@ -177,13 +183,9 @@ class AzureSettings:
         env_yaml="azure",
     )
 
-    @property
-    def native_responses(self) -> bool:
-        return self.responses_mode == "native"
-
 
 @dataclass(frozen=True)
-class OpenRouterSettings:
+class OpenRouterSettings(_ResponsesMode):
     http_referer: str = setting(
         "OPENROUTER_HTTP_REFERER", text, "", doc="sent as http-referer (attribution)", env_yaml="openrouter"
     )
@@ -196,10 +198,6 @@ class OpenRouterSettings:
         env_yaml="openrouter",
         dotenv="OPENROUTER_RESPONSES_MODE",
     )
-
-    @property
-    def native_responses(self) -> bool:
-        return self.responses_mode == "native"
 
 
 BACKEND_SETTINGS: dict[str, type] = {
@@ -261,7 +259,7 @@ class Settings:
     )
     log_level: str = setting(
         "MODELYARD_LOG_LEVEL",
-        one_of("debug", "info", "warning", "error", "critical"),
+        one_of("debug", "info", "warning", "error", "critical", fold=True),
         "info",
         doc="the adapter's log level",
         env_yaml=ADAPTER,

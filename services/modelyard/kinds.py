@@ -89,11 +89,14 @@ def _flag(raw: str) -> bool:
 flag = Kind(_flag, "true or false")
 
 
-def one_of(*options: str) -> Kind:
+def one_of(*options: str, fold: bool = False) -> Kind:
+    """One of `options`; with fold, in any case (INFO for info)."""
+
     def parse(raw: str) -> str:
-        if raw not in options:
+        value = raw.lower() if fold else raw
+        if value not in options:
             raise Invalid
-        return raw
+        return value
 
     return Kind(parse, "one of " + ", ".join(options))
 
