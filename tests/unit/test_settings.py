@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import re
 import tomllib
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -90,3 +91,12 @@ def test_runtime_dependencies_are_what_the_runtime_imports() -> None:
     assert not names & {"pyyaml", "openai"}, names
     test_extra = {re.split(r"[\[<>=;]", dep)[0].strip().lower() for dep in project["optional-dependencies"]["test"]}
     assert {"pyyaml", "openai"} <= test_extra
+
+
+def test_empty_variables_are_the_defaults() -> None:
+    """What compose hands on for a setting env.yaml leaves out: `VAR=` (empty), read as the default."""
+    empty = {spec.var: "" for _, spec in table()}
+    base = {"MODELYARD_UPSTREAM_URL": "http://e"}
+    for backend in ("vllm", "nim", "openai", "azure", "openrouter"):
+        read = [replace(Settings.from_env(backend, env), env={}) for env in ({**base, **empty}, base)]
+        assert read[0] == read[1], backend
