@@ -27,6 +27,8 @@ from .errors import APIError
 from .replicas import ReplicaRouting
 from .routes import router
 from .serving import ChatService, ResponsesService, Serving, json_response
+from .state import StateService
+from .store import Store, open_store
 from .upstream import Upstream
 
 log = logging.getLogger("modelyard")
@@ -81,6 +83,7 @@ def create_app(backend: Backend, upstream: Upstream | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         up = upstream or serve(app, backend, backend.make_upstream())
+        store = await open_state(app, backend)
         await up.start()  # with replicas: background health probes, one per replica
         log.info("adapter ready", extra={"backend": backend.name, "upstream": backend.settings.upstream_url})
         # What start-up made (modules, the openai SDK's types, routes) lives as long as the process: out of
@@ -90,6 +93,8 @@ def create_app(backend: Backend, upstream: Upstream | None = None) -> FastAPI:
         drain_on_signals(app.state)
         yield
         await up.aclose()
+        if store is not None:
+            await store.close()
 
     app = FastAPI(title=f"modelyard {backend.name} adapter", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.backend, app.state.draining = backend, False
@@ -114,6 +119,18 @@ def serve(app: FastAPI, backend: Backend, up: Upstream) -> Upstream:
     app.state.chat = ChatService(backend, up)
     app.state.responses = ResponsesService(backend, up)
     return up
+
+
+async def open_state(app: FastAPI, backend: Backend) -> Store | None:
+    """The store, where MODELYARD_STORE_URL names one (docs/state.md), migrated and ready."""
+    s = backend.settings
+    if not s.store_url:
+        return None
+    store = open_store(s.store_url, s.store_ttl)
+    await store.start()
+    app.state.responses.state = StateService(store, store_default=s.store_default)
+    log.info("store ready", extra={"backend": backend.name, "store": s.store_url.split("://", 1)[0]})
+    return store
 
 
 # -- errors, always in OpenAI's format ------------------------------------------------------------

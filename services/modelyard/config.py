@@ -37,6 +37,7 @@ class Setting:
     # The .env variable compose hands on as `var`, where it differs (one .env serves every adapter).
     dotenv: str = ""
     secret: bool = False
+    from_file: bool = False  # or from the file VAR_FILE names (compose secrets)
 
 
 def setting(
@@ -49,9 +50,10 @@ def setting(
     backends: tuple[str, ...] = (),
     dotenv: str = "",
     secret: bool = False,
+    from_file: bool = False,
 ) -> Any:
     """A dataclass field declaring one setting (see the module docstring)."""
-    meta = {"setting": Setting(var, kind, doc, env_yaml, backends, dotenv, secret)}
+    meta = {"setting": Setting(var, kind, doc, env_yaml, backends, dotenv, secret, from_file)}
     if isinstance(default, dict):
         return field(default_factory=dict, metadata=meta, repr=not secret)
     return field(default=default, metadata=meta, repr=not secret)
@@ -67,7 +69,7 @@ def read(cls: type, env: Mapping[str, str]) -> dict[str, Any]:
     """The declared fields of `cls` whose variable is set, read from env."""
     values = {}
     for f, spec in declared(cls):
-        raw = env.get(spec.var, "").strip()
+        raw = (_secret(env, spec.var) if spec.from_file else env.get(spec.var, "")).strip()
         if raw == "":
             continue
         try:
@@ -457,6 +459,23 @@ class Settings:
         doc="`x-session-id` -> replica entries kept, least recently used dropped first",
         env_yaml=ADAPTER,
         backends=ENGINES,
+    )
+    # Stored responses (docs/state.md): where ("" = nothing stored), stored unless a request says
+    # store: false, and how long objects are kept.
+    store_url: str = setting(
+        "MODELYARD_STORE_URL",
+        text,
+        "",
+        doc="where responses are stored: sqlite://PATH or postgresql://... (empty: nothing stored; or "
+        "MODELYARD_STORE_URL_FILE, a file holding it)",
+        secret=True,  # a Postgres URL may carry a password
+        from_file=True,
+    )
+    store_default: bool = setting(
+        "MODELYARD_STORE_DEFAULT", flag, True, doc="a response is stored unless its request says store: false"
+    )
+    store_ttl: float = setting(
+        "MODELYARD_STORE_TTL", number(), 30 * 24 * 3600.0, doc="seconds stored objects are kept; 0 = until deleted"
     )
     env: Mapping[str, str] = field(default_factory=dict, repr=False)  # the environment it was read from
     # This backend's own settings (BACKEND_SETTINGS), or None for a backend without any.

@@ -227,14 +227,20 @@ class Single:
     def failed(self, ep: Endpoint, exc: httpx.TransportError) -> None:
         if not isinstance(exc, httpx.PoolTimeout):  # our own pool, not the upstream's health
             ep.breaker.failure()
-        self.last_failure = cause(exc, ep.base_url)
+        self._failed(cause(exc, ep.base_url))
 
     def answered(self, ep: Endpoint, status: int) -> None:
         if status in BREAKER_STATUSES:
             ep.breaker.failure()
-            self.last_failure = f"HTTP {status} from {ep.base_url}"
+            self._failed(f"HTTP {status} from {ep.base_url}")
         else:
             ep.breaker.success()
+            self.last_failure = ""
+
+    def _failed(self, why: str) -> None:
+        if why != self.last_failure:  # each new cause once in the log, not once per request
+            log.warning("upstream request failed: %s", why, extra={"backend": self.name})
+        self.last_failure = why
 
     def routed(self, route: Any, ep: Endpoint) -> None:
         pass

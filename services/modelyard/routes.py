@@ -12,6 +12,7 @@ from fastapi.responses import Response
 from . import metrics
 from .errors import APIError, invalid
 from .serving import ChatService, ResponsesService, Serving, json_response
+from .state import OPEN_SCOPE, SCOPE_HEADER, StateService
 
 router = APIRouter()
 
@@ -42,6 +43,18 @@ def forwarded(request: Request) -> dict[str, str]:
     """Request headers passed upstream: the request id, for tracing one request end to end."""
     rid = request.headers.get("x-request-id")
     return {"x-request-id": rid} if rid else {}
+
+
+def scope(request: Request) -> str:
+    """The caller's key id, as the gateway names it (never the key): what stored objects belong to."""
+    return request.headers.get(SCOPE_HEADER) or OPEN_SCOPE
+
+
+def state(request: Request) -> StateService:
+    found = responses(request).state
+    if found is None:
+        raise APIError(404, "Nothing is stored on this adapter (MODELYARD_STORE_URL is not set).", code="not_found")
+    return found
 
 
 def serving(request: Request) -> Serving:
@@ -89,27 +102,73 @@ async def create_chat_completion(request: Request) -> Response:
 
 @router.post("/v1/responses")
 async def create_response(request: Request) -> Response:
-    return await responses(request).create(await body_of(request), forwarded(request))
+    return await responses(request).create(await body_of(request), forwarded(request), scope(request))
 
 
-# Stored responses: relayed where the upstream keeps them (OpenAI, Azure).
+# Stored responses: from the local store, or relayed where the upstream keeps them (OpenAI, Azure).
+async def _stored(request: Request, method: str, sub: str) -> Response:
+    return await responses(request).stored(method, sub, request.query_params, forwarded(request), scope(request))
+
+
 @router.get("/v1/responses/{response_id}")
 async def get_response(request: Request, response_id: str) -> Response:
-    return await responses(request).stored("GET", f"/{response_id}", request.query_params, forwarded(request))
+    return await _stored(request, "GET", f"/{response_id}")
 
 
 @router.delete("/v1/responses/{response_id}")
 async def delete_response(request: Request, response_id: str) -> Response:
-    return await responses(request).stored("DELETE", f"/{response_id}", request.query_params, forwarded(request))
+    return await _stored(request, "DELETE", f"/{response_id}")
 
 
 @router.post("/v1/responses/{response_id}/cancel")
 async def cancel_response(request: Request, response_id: str) -> Response:
-    sub = f"/{response_id}/cancel"
-    return await responses(request).stored("POST", sub, request.query_params, forwarded(request))
+    return await _stored(request, "POST", f"/{response_id}/cancel")
 
 
 @router.get("/v1/responses/{response_id}/input_items")
 async def list_input_items(request: Request, response_id: str) -> Response:
-    sub = f"/{response_id}/input_items"
-    return await responses(request).stored("GET", sub, request.query_params, forwarded(request))
+    return await _stored(request, "GET", f"/{response_id}/input_items")
+
+
+# -- conversations (the local store) ---------------------------------------------------------------
+@router.post("/v1/conversations")
+async def create_conversation(request: Request) -> Response:
+    return json_response(await state(request).create_conversation(await body_of(request), scope(request)))
+
+
+@router.get("/v1/conversations/{conversation_id}")
+async def get_conversation(request: Request, conversation_id: str) -> Response:
+    return json_response(await state(request).conversation(conversation_id, scope(request)))
+
+
+@router.post("/v1/conversations/{conversation_id}")
+async def update_conversation(request: Request, conversation_id: str) -> Response:
+    body = await body_of(request)
+    return json_response(await state(request).update_conversation(conversation_id, body, scope(request)))
+
+
+@router.delete("/v1/conversations/{conversation_id}")
+async def delete_conversation(request: Request, conversation_id: str) -> Response:
+    return json_response(await state(request).delete_conversation(conversation_id, scope(request)))
+
+
+@router.get("/v1/conversations/{conversation_id}/items")
+async def list_conversation_items(request: Request, conversation_id: str) -> Response:
+    items = await state(request).conversation_items(conversation_id, scope(request), request.query_params)
+    return json_response(items)
+
+
+@router.post("/v1/conversations/{conversation_id}/items")
+async def create_conversation_items(request: Request, conversation_id: str) -> Response:
+    body = await body_of(request)
+    return json_response(await state(request).add_conversation_items(conversation_id, body, scope(request)))
+
+
+@router.get("/v1/conversations/{conversation_id}/items/{item_id}")
+async def get_conversation_item(request: Request, conversation_id: str, item_id: str) -> Response:
+    return json_response(await state(request).conversation_item(conversation_id, item_id, scope(request)))
+
+
+@router.delete("/v1/conversations/{conversation_id}/items/{item_id}")
+async def delete_conversation_item(request: Request, conversation_id: str, item_id: str) -> Response:
+    return json_response(await state(request).delete_conversation_item(conversation_id, item_id, scope(request)))

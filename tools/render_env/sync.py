@@ -55,7 +55,7 @@ def shown(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float):
-        return f"{value:g}"
+        return str(int(value)) if value.is_integer() else f"{value:g}"
     if isinstance(value, frozenset | dict) and not value:
         return "none"
     if isinstance(value, tuple):
