@@ -477,6 +477,12 @@ class Settings:
     store_ttl: float = setting(
         "MODELYARD_STORE_TTL", number(), 30 * 24 * 3600.0, doc="seconds stored objects are kept; 0 = until deleted"
     )
+    ws_idle_timeout: float = setting(
+        "MODELYARD_WS_IDLE_TIMEOUT",
+        number(),
+        600.0,
+        doc="seconds a WebSocket session (/v1/responses WebSocket mode) may go without a message before it is closed",
+    )
     env: Mapping[str, str] = field(default_factory=dict, repr=False)  # the environment it was read from
     # This backend's own settings (BACKEND_SETTINGS), or None for a backend without any.
     backend_settings: Any = None

@@ -6,12 +6,14 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, WebSocket
 from fastapi.responses import Response
+from starlette.requests import HTTPConnection
 
 from . import metrics
 from .errors import APIError, invalid
 from .serving import ChatService, ResponsesService, Serving, json_response
+from .sockets import serve_socket
 from .state import OPEN_SCOPE, SCOPE_HEADER, StateService
 
 router = APIRouter()
@@ -39,13 +41,13 @@ def too_large(limit: int) -> APIError:
     return APIError(413, msg, code="request_too_large", type="invalid_request_error")
 
 
-def forwarded(request: Request) -> dict[str, str]:
+def forwarded(request: HTTPConnection) -> dict[str, str]:
     """Request headers passed upstream: the request id, for tracing one request end to end."""
     rid = request.headers.get("x-request-id")
     return {"x-request-id": rid} if rid else {}
 
 
-def scope(request: Request) -> str:
+def scope(request: HTTPConnection) -> str:
     """The caller's key id, as the gateway names it (never the key): what stored objects belong to."""
     return request.headers.get(SCOPE_HEADER) or OPEN_SCOPE
 
@@ -103,6 +105,12 @@ async def create_chat_completion(request: Request) -> Response:
 @router.post("/v1/responses")
 async def create_response(request: Request) -> Response:
     return await responses(request).create(await body_of(request), forwarded(request), scope(request))
+
+
+@router.websocket("/v1/responses")
+async def responses_socket(ws: WebSocket) -> None:
+    """WebSocket mode (sockets.py): `response.create` messages in, the stream's events out."""
+    await serve_socket(ws.app.state.responses, ws, scope(ws), forwarded(ws))
 
 
 # Stored responses: from the local store, or relayed where the upstream keeps them (OpenAI, Azure).

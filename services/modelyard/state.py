@@ -47,6 +47,7 @@ class Turn:
     previous_id: str | None = None
     conversation_id: str | None = None
     input_items: list[dict[str, Any]] = field(default_factory=list)  # this request's own input, with ids
+    history: list[dict[str, Any]] = field(default_factory=list)  # what came before it (chain or conversation)
     request: dict[str, Any] = field(default_factory=dict)  # the request's settings, as stored
 
     def echo(self, response: dict[str, Any]) -> dict[str, Any]:
@@ -98,8 +99,9 @@ class StateService:
         self.tasks: dict[str, asyncio.Task[Any]] = {}  # background responses running in this adapter
 
     # -- before translation --------------------------------------------------------------------------
-    async def prepare(self, body: dict[str, Any], scope: str) -> Turn:
-        """Check and take off the stateful fields, and put the history in front of the input."""
+    async def prepare(self, body: dict[str, Any], scope: str, history: list[dict[str, Any]] | None = None) -> Turn:
+        """Check and take off the stateful fields, and put the history in front of the input. `history`
+        given (a WebSocket session's memory of `previous_response_id`) is used instead of the store."""
         store = _flag(body.pop("store", None), "store", self.store_default)
         background = _flag(body.pop("background", None), "background", False)
         if background and not store:
@@ -112,13 +114,15 @@ class StateService:
         turn = Turn(scope, store, background, previous, conversation)
         turn.input_items = normalize_input(body.get("input"))
         turn.request = {k: v for k, v in body.items() if k != "input"}
-        history: list[dict[str, Any]] = []
-        if previous:
+        if history is not None:
+            pass
+        elif previous:
             history = await self.chain(previous, scope)
         elif conversation:
             if await self.store.get_conversation(conversation, scope) is None:
                 raise not_found("Conversation", conversation, "conversation_not_found")
             history = await self.store.items(conversation)
+        turn.history = history or []
         if history:
             body["input"] = history + turn.input_items
         return turn

@@ -278,3 +278,58 @@ async def test_group_commit_stores_a_burst(tmp_path: Path, n: int) -> None:
     await asyncio.gather(*(put(i) for i in range(n)))
     assert all([await store.get_response(f"resp_{i}", "open") for i in range(n)])
     await store.close()
+
+
+def ws_events(ws, until: str = "response.completed") -> list[dict]:
+    events = []
+    while True:
+        event = ws.receive_json()
+        events.append(event)
+        if event["type"] in (until, "response.failed", "response.incomplete", "error"):
+            return events
+
+
+@pytest.mark.parametrize("store_url", ["", "store"])
+def test_websocket_session_of_two_continued_turns(tmp_path: Path, store_url: str) -> None:
+    url = f"sqlite://{tmp_path / 'store.db'}" if store_url else ""
+    tc, script = make(tmp_path, MODELYARD_STORE_URL=url)
+    with tc, tc.websocket_connect(R) as ws:
+        ws.send_json({"type": "response.create", "model": "m", "input": "Capital of France?", "store": False})
+        one = ws_events(ws)
+        assert [e["type"] for e in one][:2] == ["response.created", "response.in_progress"]
+        first = one[-1]["response"]
+        assert first["status"] == "completed" and first["store"] is False
+        ws.send_json(
+            {"type": "response.create", "model": "m", "input": "And Spain?", "previous_response_id": first["id"]}
+        )
+        two = ws_events(ws)[-1]["response"]
+        assert two["previous_response_id"] == first["id"]
+        assert [(m["role"], m["content"]) for m in messages(script)] == [
+            ("user", "Capital of France?"),
+            ("assistant", "Paris."),
+            ("user", "And Spain?"),
+        ]
+        # Unknown ids, wrong messages and transport fields are errors on the socket, which stays open.
+        ws.send_json({"type": "response.create", "model": "m", "input": "x", "previous_response_id": "resp_x"})
+        err = ws.receive_json()
+        assert err["type"] == "error" and err["status"] == 404
+        assert err["error"]["code"] == "previous_response_not_found"
+        ws.send_json({"type": "session.update"})
+        assert ws.receive_json()["error"]["param"] == "type"
+        ws.send_json({"type": "response.create", "model": "m", "input": "x", "stream": True})
+        assert ws.receive_json()["error"]["param"] == "stream"
+        ws.send_json({"type": "response.create", "model": "m", "input": "x", "stream_id": "lane-1"})
+        lane = ws_events(ws)
+        assert {e["stream_id"] for e in lane} == {"lane-1"} and lane[-1]["type"] == "response.completed"
+
+
+def test_websocket_events_match_the_sdk_types(tmp_path: Path) -> None:
+    from openai.types.responses.responses_server_event import ResponsesServerEvent
+    from pydantic import TypeAdapter
+
+    adapter = TypeAdapter(ResponsesServerEvent)
+    tc, _ = make(tmp_path)
+    with tc, tc.websocket_connect(R) as ws:
+        ws.send_json({"type": "response.create", "model": "m", "input": "hi"})
+        for event in ws_events(ws):
+            adapter.validate_python(event, strict=False)
