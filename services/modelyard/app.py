@@ -22,6 +22,7 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from . import openapi
+from .admin import AdminService
 from .backends import Backend
 from .errors import APIError
 from .replicas import ReplicaRouting
@@ -29,6 +30,7 @@ from .routes import router
 from .serving import ChatService, ResponsesService, Serving, json_response
 from .state import StateService
 from .store import Store, open_store
+from .store.base import Registry
 from .upstream import Upstream
 
 log = logging.getLogger("modelyard")
@@ -101,9 +103,11 @@ def create_app(backend: Backend, upstream: Upstream | None = None) -> FastAPI:
     if upstream is not None:
         serve(app, backend, upstream)
     app.add_middleware(Draining)
-    replicas = len(upstream.replicas) if upstream else len(backend.settings.upstream_urls)
-    if replicas > 1:  # sessions stick to a replica; the one that answered is named (docs/replicas.md)
-        app.add_middleware(ReplicaRouting, replicas=replicas)
+    s = backend.settings
+    replicas = len(upstream.replicas) if upstream else len(s.upstream_urls)
+    dynamic = getattr(upstream.endpoints, "dynamic", False) if upstream else s.dynamic_replicas
+    if replicas > 1 or dynamic:  # sessions stick to a replica; the one that answered is named (docs/replicas.md)
+        app.add_middleware(ReplicaRouting, replicas=1 << 30 if dynamic else replicas)
     for exc_type, handler in ERROR_HANDLERS.items():
         app.add_exception_handler(exc_type, handler)
     app.include_router(router)
@@ -118,6 +122,7 @@ def serve(app: FastAPI, backend: Backend, up: Upstream) -> Upstream:
     app.state.serving = Serving(backend, up)
     app.state.chat = ChatService(backend, up)
     app.state.responses = ResponsesService(backend, up)
+    app.state.admin = AdminService(up, backend.settings.admin_key)
     return up
 
 
@@ -129,6 +134,8 @@ async def open_state(app: FastAPI, backend: Backend) -> Store | None:
     store = open_store(s.store_url, s.store_ttl)
     await store.start()
     app.state.responses.state = StateService(store, store_default=s.store_default)
+    app.state.admin.registry = Registry(store, backend.name)
+    await app.state.admin.restore()
     log.info("store ready", extra={"backend": backend.name, "store": s.store_url.split("://", 1)[0]})
     return store
 

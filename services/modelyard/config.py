@@ -452,6 +452,39 @@ class Settings:
         env_yaml=ADAPTER,
         backends=ENGINES,
     )
+    # Replicas that come and go (docs/fleet.md).
+    upstream_dns: str = setting(
+        "MODELYARD_UPSTREAM_DNS",
+        text,
+        "",
+        doc="a URL whose host name's addresses are the replicas, re-resolved every probe interval (when "
+        "MODELYARD_UPSTREAM_URL is empty)",
+        backends=ENGINES,
+    )
+    dynamic_replicas: bool = setting(
+        "MODELYARD_DYNAMIC_REPLICAS",
+        flag,
+        False,
+        doc="the replica set is open to registration (POST /admin/replicas) even with one URL; on with "
+        "MODELYARD_UPSTREAM_DNS",
+        backends=ENGINES,
+    )
+    rebalance_factor: float = setting(
+        "MODELYARD_REBALANCE_FACTOR",
+        number(),
+        4.0,
+        doc="a session moves when its replica is this many times busier; 0 = never",
+        backends=ENGINES,
+    )
+    admin_key: str = setting(
+        "MODELYARD_ADMIN_KEY",
+        text,
+        "",
+        doc="the x-modelyard-admin-key for /admin/* (empty: no admin API; or MODELYARD_ADMIN_KEY_FILE, a file "
+        "holding it)",
+        secret=True,
+        from_file=True,
+    )
     session_table_size: int = setting(
         "MODELYARD_SESSION_TABLE_SIZE",
         integer(0),
@@ -490,8 +523,11 @@ class Settings:
     @classmethod
     def from_env(cls, backend: str, env: Mapping[str, str] | None = None) -> Settings:
         env = dict(os.environ if env is None else env)
-        urls = _urls(env.get("MODELYARD_UPSTREAM_URL", ""), backend)
         values = read(cls, env)
+        # A DNS name stands in for the URL list; its replicas come and go, so the set is dynamic.
+        dns = values.get("upstream_dns", "")
+        urls = _urls(env.get("MODELYARD_UPSTREAM_URL", "") or dns, backend)
+        values["dynamic_replicas"] = values.get("dynamic_replicas", False) or bool(dns)
         if values.get("return_token_ids"):
             for name in ("extra_body", "sampling_overrides"):
                 extra = values.get(name, {})

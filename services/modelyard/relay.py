@@ -13,6 +13,7 @@ from fastapi.responses import StreamingResponse
 from starlette.background import BackgroundTask
 
 from .errors import APIError
+from .gate import Aborted
 from .translate import StreamTranslator
 
 SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
@@ -55,7 +56,7 @@ def closer(ctx: Any) -> BackgroundTask:
     return BackgroundTask(ctx.__aexit__, None, None, None)
 
 
-def relayed(ctx: Any, resp: httpx.Response) -> StreamingResponse:
+def relayed(ctx: Any, resp: httpx.Response, headers: dict[str, str] | None = None) -> StreamingResponse:
     """An open upstream stream passed on byte for byte; a break mid-way ends it with an error event."""
 
     async def gen() -> AsyncIterator[bytes]:
@@ -69,7 +70,9 @@ def relayed(ctx: Any, resp: httpx.Response) -> StreamingResponse:
             await ctx.__aexit__(None, None, None)
 
     media = resp.headers.get("content-type", "text/event-stream")
-    return StreamingResponse(gen(), media_type=media, headers=SSE_HEADERS, background=closer(ctx))
+    return StreamingResponse(
+        gen(), media_type=media, headers={**SSE_HEADERS, **(headers or {})}, background=closer(ctx)
+    )
 
 
 async def translate_events(
@@ -89,6 +92,9 @@ async def translate_events(
                 yield translator.fail(chunk_error(chunk).message), True
                 return
             yield translator.feed(chunk), False
+    except Aborted as exc:
+        yield translator.fail(str(exc), "policy_update"), True
+        return
     except (httpx.HTTPError, orjson.JSONDecodeError) as exc:
         yield translator.fail(f"Upstream stream broke off ({type(exc).__name__})."), True
         return

@@ -11,6 +11,7 @@ from fastapi.responses import Response
 from starlette.requests import HTTPConnection
 
 from . import metrics
+from .admin import ADMIN_HEADER, AdminService
 from .errors import APIError, invalid
 from .serving import ChatService, ResponsesService, Serving, json_response
 from .sockets import serve_socket
@@ -180,3 +181,44 @@ async def get_conversation_item(request: Request, conversation_id: str, item_id:
 @router.delete("/v1/conversations/{conversation_id}/items/{item_id}")
 async def delete_conversation_item(request: Request, conversation_id: str, item_id: str) -> Response:
     return json_response(await state(request).delete_conversation_item(conversation_id, item_id, scope(request)))
+
+
+# -- admin: replicas, pause/resume for weight updates (admin.py) -------------------------------------
+def admin(request: Request) -> AdminService:
+    service: AdminService = request.app.state.admin
+    service.check(request.headers.get(ADMIN_HEADER))
+    return service
+
+
+async def optional_body(request: Request) -> dict[str, Any]:
+    return await body_of(request) if await request.body() else {}
+
+
+@router.get("/admin/replicas")
+async def list_replicas(request: Request) -> Response:
+    return json_response(admin(request).replicas())
+
+
+@router.post("/admin/replicas")
+async def register_replica(request: Request) -> Response:
+    service = admin(request)
+    return json_response(await service.register(await body_of(request)))
+
+
+@router.delete("/admin/replicas")
+async def deregister_replica(request: Request) -> Response:
+    service = admin(request)
+    body = await optional_body(request) or dict(request.query_params)
+    return json_response(await service.deregister(body))
+
+
+@router.post("/admin/pause")
+async def pause(request: Request) -> Response:
+    service = admin(request)
+    return json_response(await service.pause(await optional_body(request)))
+
+
+@router.post("/admin/resume")
+async def resume(request: Request) -> Response:
+    service = admin(request)
+    return json_response(service.resume(await optional_body(request)))

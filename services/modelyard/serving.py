@@ -37,6 +37,7 @@ log = logging.getLogger("modelyard")
 
 JSON = "application/json"
 DROPPED_HEADER = "x-modelyard-dropped-params"
+VERSION_HEADER = "x-modelyard-policy-version"  # the policy version that produced the reply (gate.py)
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -93,17 +94,22 @@ class Serving:
         self.settings = backend.settings
         self._last_ready: tuple[bool, str] = (True, "")
 
+    def stamped(self, headers: dict[str, str] | None = None) -> dict[str, str]:
+        """Reply headers with the policy version in force when the generation was dispatched."""
+        version = self.upstream.gate.version
+        return {**(headers or {}), VERSION_HEADER: version} if version else headers or {}
+
     async def relay(self, method: str, path: str, body: Any, headers: dict[str, str], params: Any = None) -> Response:
         """The upstream's 200 JSON reply passed on as it is (its usage counted)."""
         reply = await self.upstream.call(method, path, body, headers=headers, params=params)
         metrics.count_usage(self.name, reply.json)
-        return Response(reply.content, media_type=JSON)
+        return Response(reply.content, media_type=JSON, headers=self.stamped())
 
     async def relay_stream(
         self, path: str, body: Any, headers: dict[str, str], method: str = "POST", params: Any = None
     ) -> Response:
         ctx, resp = await self.upstream.open(method, path, body, headers=headers, params=params)
-        return relay.relayed(ctx, resp)
+        return relay.relayed(ctx, resp, self.stamped())
 
     async def models(self, headers: dict[str, str]) -> Response:
         return await self.relay("GET", self.backend.models_path, None, headers)
@@ -190,7 +196,9 @@ class ResponsesService(Serving):
                 translator = self.translator(body, turn)
                 ctx, resp = await self.upstream.open("POST", path, chat.body, headers=headers)
                 done = functools.partial(self.state.save, turn) if self.state and turn else None
-                return relay.translated(ctx, resp, translator, lambda c: backend.error(500, c), dropped, done)
+                self.versioned(translator.response)
+                stamped = self.stamped(dropped)
+                return relay.translated(ctx, resp, translator, lambda c: backend.error(500, c), stamped, done)
             reply = await self.upstream.call("POST", path, chat.body, headers=headers)
         except APIError as err:
             err.headers.update(dropped)  # what was dropped is said on an error reply too
@@ -199,9 +207,16 @@ class ResponsesService(Serving):
         out = chat_to_response(
             reply.json, body, response_id=new_response_id(), created_at=int(time.time()), opts=backend.options
         )
+        self.versioned(out)
         if self.state and turn:
             await self.state.save(turn, turn.echo(out))
-        return json_response(out, headers=dropped)
+        return json_response(out, headers=self.stamped(dropped))
+
+    def versioned(self, response: dict[str, Any]) -> None:
+        """A Response says which policy version produced it in its metadata (once a resume named one)."""
+        version = self.upstream.gate.version
+        if version:
+            response["metadata"] = {**(response.get("metadata") or {}), "policy_version": version}
 
     async def overflow(self, body: dict[str, Any], err: APIError, turn: Turn | None) -> Response:
         """context_overflow="incomplete" (NeMo Gym's behaviour): an input the model has no room for is an

@@ -244,6 +244,29 @@ class Store:
         return True
 
 
+class Registry:
+    """Replicas registered through the admin API, kept so an adapter restart keeps them (docs/fleet.md)."""
+
+    def __init__(self, store: Store, backend: str) -> None:
+        self.store, self.backend = store, backend
+
+    async def put(self, url: str, weight: float, labels: dict[str, str]) -> None:
+        sql = (
+            "INSERT INTO replicas (backend, url, weight, labels, registered_at) VALUES (?, ?, ?, ?, ?)"
+            " ON CONFLICT (backend, url) DO UPDATE SET weight = excluded.weight, labels = excluded.labels"
+        )
+        await self.store.writes.write([(sql, (self.backend, url, weight, _dumps(labels), int(time.time())))])
+
+    async def delete(self, url: str) -> None:
+        sql = "DELETE FROM replicas WHERE backend = ? AND url = ?"
+        await self.store.writes.write([(sql, (self.backend, url))])
+
+    async def all(self) -> list[tuple[str, float, dict[str, str]]]:
+        sql = "SELECT url, weight, labels FROM replicas WHERE backend = ? ORDER BY registered_at, url"
+        rows = await self.store.engine.fetch(sql, (self.backend,))
+        return [(r[0], float(r[1]), orjson.loads(r[2])) for r in rows]
+
+
 def open_store(url: str, ttl: float = 0.0) -> Store:
     """`sqlite:///path/to/file.db` (or a bare path) or `postgresql://user:pass@host/db`."""
     if url.startswith(("postgres://", "postgresql://")):

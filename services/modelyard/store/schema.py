@@ -44,4 +44,17 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             "CREATE INDEX conversation_items_id ON conversation_items (conversation_id, id)",
         ],
     ),
+    (
+        2,
+        [
+            """CREATE TABLE replicas (
+                backend TEXT NOT NULL,
+                url TEXT NOT NULL,
+                weight DOUBLE PRECISION NOT NULL,
+                labels TEXT NOT NULL,
+                registered_at BIGINT NOT NULL,
+                PRIMARY KEY (backend, url)
+            )""",
+        ],
+    ),
 ]
