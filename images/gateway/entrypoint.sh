@@ -37,6 +37,9 @@ umask 077  # the key map is readable by nginx's user alone
 # The key map: "Bearer <key>" -> the key's number (k1, k2, ...). The number, never the key, is what
 # the access log and the rate limits see. Keys are matched exactly (a case-sensitive regex each: a
 # plain map entry would match case-insensitively); the scheme word is case-insensitive (RFC 7235).
+# The scope map: the key's number -> a stable id of the key (a hash, never the key), sent to the adapters as
+# X-Modelyard-Key: what stored responses belong to (docs/state.md); it stays the same when keys are reordered.
+scopes="    open open;"
 {
   echo "map \$http_authorization \$api_key_id {"
   if [ -z "$(echo "$GATEWAY_API_KEYS" | tr -d ' ,')" ]; then
@@ -50,8 +53,14 @@ umask 077  # the key map is readable by nginx's user alone
       i=$((i + 1))
       escaped=$(printf '%s' "$key" | sed -e 's/[.+/=~-]/\\&/g')
       echo "    \"~^(?i:bearer) +$escaped\$\" k$i;"
+      scopes="$scopes
+    k$i key-$(printf 'modelyard-scope:%s' "$key" | sha256sum | cut -c1-24);"
     done
   fi
+  echo "}"
+  echo "map \$api_key_id \$api_key_scope {"
+  echo "    default \"\";"
+  echo "$scopes"
   echo "}"
 } >/tmp/nginx/keys.conf
 
