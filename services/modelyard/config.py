@@ -93,6 +93,13 @@ def _urls(raw: str, backend: str) -> tuple[str, ...]:
     return urls
 
 
+def _quotas(raw: str) -> str:
+    from .usage import parse_quotas
+
+    parse_quotas(raw)  # a bad quota is a start-up error naming it
+    return raw
+
+
 def _secret(env: Mapping[str, str], name: str) -> str:
     """A secret from NAME, or from the file named by NAME_FILE (compose secrets)."""
     path = env.get(f"{name}_FILE", "")
@@ -509,6 +516,17 @@ class Settings:
     )
     store_ttl: float = setting(
         "MODELYARD_STORE_TTL", number(), 30 * 24 * 3600.0, doc="seconds stored objects are kept; 0 = until deleted"
+    )
+    # Per-rollout capture and per-key usage (docs/capture-and-usage.md).
+    capture: bool = setting("MODELYARD_CAPTURE", flag, False, doc="capture each call (per-rollout capture)")
+    capture_ttl: float = setting(
+        "MODELYARD_CAPTURE_TTL", number(), 7 * 24 * 3600.0, doc="seconds captured calls are kept; 0 = until deleted"
+    )
+    quotas: str = setting(
+        "MODELYARD_QUOTAS",
+        Kind(_quotas, "quotas as JSON (docs/capture-and-usage.md)"),
+        "",
+        doc='quotas per key id, JSON: {"<key id or *>": {"requests_per_minute" | "tokens_per_day" | ...: n}}',
     )
     ws_idle_timeout: float = setting(
         "MODELYARD_WS_IDLE_TIMEOUT",

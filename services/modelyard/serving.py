@@ -20,6 +20,7 @@ from fastapi.responses import Response, StreamingResponse
 
 from . import metrics, relay
 from .backends import Backend
+from .calls import current
 from .errors import APIError, invalid
 from .state import OPEN_SCOPE, TERMINAL, StateService, Turn
 from .translate import (
@@ -103,6 +104,8 @@ class Serving:
         """The upstream's 200 JSON reply passed on as it is (its usage counted)."""
         reply = await self.upstream.call(method, path, body, headers=headers, params=params)
         metrics.count_usage(self.name, reply.json)
+        if (call := current()) is not None:
+            call.answered(reply.json)
         return Response(reply.content, media_type=JSON, headers=self.stamped())
 
     async def relay_stream(
@@ -208,6 +211,8 @@ class ResponsesService(Serving):
             reply.json, body, response_id=new_response_id(), created_at=int(time.time()), opts=backend.options
         )
         self.versioned(out)
+        if (call := current()) is not None:
+            call.answered(out)
         if self.state and turn:
             await self.state.save(turn, turn.echo(out))
         return json_response(out, headers=self.stamped(dropped))
