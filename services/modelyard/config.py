@@ -492,6 +492,25 @@ class Settings:
         secret=True,
         from_file=True,
     )
+    # A fallback backend for generations the policy backend cannot take (docs/fleet.md; off by default).
+    fallback_url: str = setting(
+        "MODELYARD_FALLBACK_URL",
+        Kind(lambda raw: raw.rstrip("/"), "a base URL"),
+        "",
+        doc="the fallback backend's base URL (empty: no fallback)",
+    )
+    fallback_api_key: str = setting(
+        "MODELYARD_FALLBACK_API_KEY",
+        text,
+        "",
+        doc="the fallback backend's key (or MODELYARD_FALLBACK_API_KEY_FILE, a file holding it)",
+        secret=True,
+        from_file=True,
+    )
+    fallback_model: str = setting("MODELYARD_FALLBACK_MODEL", text, "", doc="the model asked of the fallback")
+    fallback_name: str = setting(
+        "MODELYARD_FALLBACK_NAME", text, "fallback", doc="the fallback's name in metrics and headers"
+    )
     session_table_size: int = setting(
         "MODELYARD_SESSION_TABLE_SIZE",
         integer(0),
