@@ -38,6 +38,9 @@ class Setting:
     dotenv: str = ""
     secret: bool = False
     from_file: bool = False  # or from the file VAR_FILE names (compose secrets)
+    # The compose stack's value where the setting is left unset (a path in the stack's own volume, say);
+    # "": the adapter's default. It is the one place such a value is written: sync-settings copies it.
+    stack_default: str = ""
 
 
 def setting(
@@ -51,9 +54,10 @@ def setting(
     dotenv: str = "",
     secret: bool = False,
     from_file: bool = False,
+    stack_default: str = "",
 ) -> Any:
     """A dataclass field declaring one setting (see the module docstring)."""
-    meta = {"setting": Setting(var, kind, doc, env_yaml, backends, dotenv, secret, from_file)}
+    meta = {"setting": Setting(var, kind, doc, env_yaml, backends, dotenv, secret, from_file, stack_default)}
     if isinstance(default, dict):
         return field(default_factory=dict, metadata=meta, repr=not secret)
     return field(default=default, metadata=meta, repr=not secret)
@@ -467,6 +471,7 @@ class Settings:
         doc="a URL whose host name's addresses are the replicas, re-resolved every probe interval (when "
         "MODELYARD_UPSTREAM_URL is empty)",
         backends=ENGINES,
+        env_yaml=ADAPTER,
     )
     dynamic_replicas: bool = setting(
         "MODELYARD_DYNAMIC_REPLICAS",
@@ -475,6 +480,7 @@ class Settings:
         doc="the replica set is open to registration (POST /admin/replicas) even with one URL; on with "
         "MODELYARD_UPSTREAM_DNS",
         backends=ENGINES,
+        env_yaml=ADAPTER,
     )
     rebalance_factor: float = setting(
         "MODELYARD_REBALANCE_FACTOR",
@@ -482,6 +488,7 @@ class Settings:
         4.0,
         doc="a session moves when its replica is this many times busier; 0 = never",
         backends=ENGINES,
+        env_yaml=ADAPTER,
     )
     admin_key: str = setting(
         "MODELYARD_ADMIN_KEY",
@@ -491,6 +498,7 @@ class Settings:
         "holding it)",
         secret=True,
         from_file=True,
+        env_yaml=ADAPTER,
     )
     # A fallback backend for generations the policy backend cannot take (docs/fleet.md; off by default).
     fallback_url: str = setting(
@@ -498,6 +506,7 @@ class Settings:
         Kind(lambda raw: raw.rstrip("/"), "a base URL"),
         "",
         doc="the fallback backend's base URL (empty: no fallback)",
+        env_yaml=ADAPTER,
     )
     fallback_api_key: str = setting(
         "MODELYARD_FALLBACK_API_KEY",
@@ -506,10 +515,13 @@ class Settings:
         doc="the fallback backend's key (or MODELYARD_FALLBACK_API_KEY_FILE, a file holding it)",
         secret=True,
         from_file=True,
+        env_yaml=ADAPTER,
     )
-    fallback_model: str = setting("MODELYARD_FALLBACK_MODEL", text, "", doc="the model asked of the fallback")
+    fallback_model: str = setting(
+        "MODELYARD_FALLBACK_MODEL", text, "", doc="the model asked of the fallback", env_yaml=ADAPTER
+    )
     fallback_name: str = setting(
-        "MODELYARD_FALLBACK_NAME", text, "fallback", doc="the fallback's name in metrics and headers"
+        "MODELYARD_FALLBACK_NAME", text, "fallback", doc="the fallback's name in metrics and headers", env_yaml=ADAPTER
     )
     session_table_size: int = setting(
         "MODELYARD_SESSION_TABLE_SIZE",
@@ -529,29 +541,47 @@ class Settings:
         "MODELYARD_STORE_URL_FILE, a file holding it)",
         secret=True,  # a Postgres URL may carry a password
         from_file=True,
+        env_yaml=ADAPTER,
+        stack_default="sqlite:////var/lib/modelyard/store.db",
     )
     store_default: bool = setting(
-        "MODELYARD_STORE_DEFAULT", flag, True, doc="a response is stored unless its request says store: false"
+        "MODELYARD_STORE_DEFAULT",
+        flag,
+        True,
+        doc="a response is stored unless its request says store: false",
+        env_yaml=ADAPTER,
     )
     store_ttl: float = setting(
-        "MODELYARD_STORE_TTL", number(), 30 * 24 * 3600.0, doc="seconds stored objects are kept; 0 = until deleted"
+        "MODELYARD_STORE_TTL",
+        number(),
+        30 * 24 * 3600.0,
+        doc="seconds stored objects are kept; 0 = until deleted",
+        env_yaml=ADAPTER,
     )
     # Per-rollout capture and per-key usage (docs/capture-and-usage.md).
-    capture: bool = setting("MODELYARD_CAPTURE", flag, False, doc="capture each call (per-rollout capture)")
+    capture: bool = setting(
+        "MODELYARD_CAPTURE", flag, False, doc="capture each call (per-rollout capture)", env_yaml=ADAPTER
+    )
     capture_ttl: float = setting(
-        "MODELYARD_CAPTURE_TTL", number(), 7 * 24 * 3600.0, doc="seconds captured calls are kept; 0 = until deleted"
+        "MODELYARD_CAPTURE_TTL",
+        number(),
+        7 * 24 * 3600.0,
+        doc="seconds captured calls are kept; 0 = until deleted",
+        env_yaml=ADAPTER,
     )
     quotas: str = setting(
         "MODELYARD_QUOTAS",
         Kind(_quotas, "quotas as JSON (docs/capture-and-usage.md)"),
         "",
         doc='quotas per key id, JSON: {"<key id or *>": {"requests_per_minute" | "tokens_per_day" | ...: n}}',
+        env_yaml=ADAPTER,
     )
     ws_idle_timeout: float = setting(
         "MODELYARD_WS_IDLE_TIMEOUT",
         number(),
         600.0,
         doc="seconds a WebSocket session (/v1/responses WebSocket mode) may go without a message before it is closed",
+        env_yaml=ADAPTER,
     )
     env: Mapping[str, str] = field(default_factory=dict, repr=False)  # the environment it was read from
     # This backend's own settings (BACKEND_SETTINGS), or None for a backend without any.

@@ -36,7 +36,7 @@ def test_every_setting_env_yaml_sets_reaches_its_adapters_without_a_default() ->
             continue
         for backend in spec.backends or ("vllm", "nim", "openai", "azure", "openrouter"):
             env = services[f"adapter-{backend}"]["environment"]
-            assert env.get(spec.var) == f"${{{spec.dotenv or spec.var}:-}}", (name, backend)
+            assert env.get(spec.var) == f"${{{spec.dotenv or spec.var}:-{spec.stack_default}}}", (name, backend)
 
 
 def test_the_renderer_reads_the_adapter_keys_from_the_declarations() -> None:

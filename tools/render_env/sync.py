@@ -45,7 +45,7 @@ def compose_lines(scope: str) -> list[str]:
         for _, spec in table()
         if passed(spec) and (not spec.backends if scope == "adapters" else backend in spec.backends)
     ]
-    return [f"{spec.var}: ${{{spec.dotenv or spec.var}:-}}" for spec in chosen]
+    return [f"{spec.var}: ${{{spec.dotenv or spec.var}:-{spec.stack_default}}}" for spec in chosen]
 
 
 def shown(value: Any) -> str:
@@ -108,7 +108,9 @@ def example_lines(scope: str) -> list[str]:
     for name, spec, default in table_rows():
         if spec.env_yaml.partition(".")[0] != section:
             continue
-        value = "[]" if default == frozenset() else shown(default)
+        value = "[]" if default == frozenset() else '""' if default == "" else shown(default)
+        if spec.stack_default:  # what the compose stack uses when it is left out
+            value = spec.stack_default
         entry = f"# {spec.env_yaml.partition('.')[2] or name}: {value}"
         doc = textwrap.wrap(spec.doc, 110 - 40)
         lines.append(f"{entry:<38}  # {doc[0]}")
