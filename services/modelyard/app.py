@@ -27,6 +27,8 @@ from . import metrics, openapi
 from .backends import Backend
 from .errors import APIError, invalid
 from .replicas import ReplicaRouting, Replicas
+from .tokenize import ROUTES as TOKENIZER_ROUTES
+from .tokenize import relay_tokenize
 from .translate import (
     StreamTranslator,
     chat_to_response,
@@ -324,6 +326,15 @@ def create_app(backend: Backend, upstream: Upstream | None = None) -> FastAPI:
             events = sse_events(translator.overflow())
             return Response(events, media_type="text/event-stream", headers={**SSE_HEADERS, **extra})
         return json_response(overflow_response(body, response_id=response_id, created_at=created_at), headers=extra)
+
+    # -- vLLM's /tokenize and /detokenize (tokenize.py; registered here until routes.py takes them) --
+    async def tokenizer(request: Request) -> Response:
+        body = await read_json(request, backend.settings.max_body_bytes)
+        with metrics.track(name, "tokenize"):
+            return await relay_tokenize(up(request), backend, request.url.path, body, forward_headers(request))
+
+    for path in TOKENIZER_ROUTES:
+        app.add_api_route(path, tokenizer, methods=["POST"], name=path.strip("/").replace("/", "_"))
 
     # -- stored responses: relayed where the upstream keeps them (OpenAI, Azure) ----------------
     @app.get("/v1/responses/{response_id}")
