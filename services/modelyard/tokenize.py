@@ -15,7 +15,7 @@ from typing import Any
 from fastapi.responses import Response
 
 from .errors import APIError
-from .upstream import Upstream, passthrough_headers
+from .upstream import Upstream
 
 # Relative to the upstream base URL (…/v1), as backends/vllm.py reaches /tokenize: the server root.
 ENGINE_PATHS = {"tokenize": "../tokenize", "detokenize": "../detokenize"}
@@ -36,9 +36,5 @@ async def relay_tokenize(upstream: Upstream, backend: Any, path: str, body: dict
         msg = f"The {backend.name} backend has no tokenizer endpoint: /{kind} is served for vLLM and NIM engines."
         raise APIError(404, msg, code="unknown_url")
     backend.settings.check_model(body)
-    resp = await upstream.request("POST", ENGINE_PATHS[kind], body, headers=headers)
-    if resp.status_code != 200:
-        err = backend.error(resp.status_code, resp.content)
-        err.headers.update(passthrough_headers(resp))
-        raise err
-    return Response(resp.content, media_type="application/json")
+    reply = await upstream.call("POST", ENGINE_PATHS[kind], body, headers=headers)  # an error: OpenAI's format
+    return Response(reply.content, media_type="application/json")

@@ -17,7 +17,8 @@ from modelyard.app import create_app
 from modelyard.backends import load
 from modelyard.config import ConfigError, Settings
 from modelyard.policy import Policy
-from modelyard.replicas import COOKIE, REPLICA_HEADER, Replicas
+from modelyard.replicas import COOKIE, REPLICA_HEADER, ReplicaSet
+from modelyard.upstream import Upstream, replica_set
 
 URLS = "http://engine-a:8000/v1,http://engine-b:8000/v1"
 REPLY = {
@@ -50,10 +51,10 @@ class Engines:
         return httpx.Response(200, json={**REPLY, "model": host})
 
 
-def make(engines: Engines, backend: str = "vllm", **env: str) -> tuple[TestClient, Replicas]:
+def make(engines: Engines, backend: str = "vllm", **env: str) -> tuple[TestClient, Upstream]:
     settings = Settings.from_env(backend, {"MODELYARD_UPSTREAM_URL": URLS, **env})
     be = load(backend, settings)
-    up = be.make_replicas(httpx.MockTransport(engines))
+    up = be.make_upstream(httpx.MockTransport(engines))
     object.__setattr__(up, "policy", replace(up.policy, backoff_base=0.001, backoff_max=0.001))
     return TestClient(create_app(be, upstream=up)), up
 
@@ -79,7 +80,7 @@ def test_one_url_keeps_the_plain_upstream_and_no_routing_header() -> None:
     settings = Settings.from_env("vllm", {"MODELYARD_UPSTREAM_URL": "http://engine-a:8000/v1"})
     be = load("vllm", settings)
     up = be.make_upstream(httpx.MockTransport(Engines()))
-    assert not isinstance(up, Replicas)
+    assert not isinstance(up.endpoints, ReplicaSet)
     with TestClient(create_app(be, upstream=up)) as tc:
         resp = tc.post("/v1/chat/completions", json=CHAT)
     assert resp.status_code == 200 and REPLICA_HEADER not in resp.headers and "set-cookie" not in resp.headers
@@ -128,7 +129,7 @@ def test_refused_connection_fails_over_and_probe_puts_back() -> None:
         assert moved and metrics.REPLICA_FAILOVERS.labels("vllm", "1")._value.get() >= 1
 
         engines.down.clear()
-        asyncio.run(up.probe_all())
+        asyncio.run(up.endpoints.probe_all())
         assert up.replicas[1].healthy
         # Moved sessions stay where they are now; new sessions may go to the replica put back.
         for sid in moved:
@@ -147,11 +148,11 @@ def test_failed_probe_takes_out_and_all_out_is_503() -> None:
     tc, up = make(engines)
     with tc:
         engines.sick.add("engine-a")
-        asyncio.run(up.probe_all())
+        asyncio.run(up.endpoints.probe_all())
         for i in range(4):
             assert host_of(tc.post("/v1/chat/completions", json=CHAT, headers={"x-session-id": f"s{i}"})) == "engine-b"
         engines.sick.add("engine-b")
-        asyncio.run(up.probe_all())
+        asyncio.run(up.endpoints.probe_all())
         assert tc.get("/readyz").status_code == 503
         resp = tc.post("/v1/responses", json={"model": "m", "input": "x"})
         assert resp.status_code == 503 and resp.json()["error"]["code"] == "upstream_unavailable"
@@ -191,7 +192,7 @@ def test_streams_hold_their_replica_until_closed() -> None:
 
     settings = Settings.from_env("vllm", {"MODELYARD_UPSTREAM_URL": URLS})
     be = load("vllm", settings)
-    up = be.make_replicas(httpx.MockTransport(handler))
+    up = be.make_upstream(httpx.MockTransport(handler))
     with TestClient(create_app(be, upstream=up)) as tc:
         for _ in range(3):
             resp = tc.post("/v1/chat/completions", json={**CHAT, "stream": True})
@@ -200,11 +201,11 @@ def test_streams_hold_their_replica_until_closed() -> None:
 
 
 def test_least_loaded_wins_for_a_new_session() -> None:
-    up = Replicas(URLS.split(","), probe=lambda u: _ok(), policy=Policy())
+    up = replica_set(URLS.split(","), probe=lambda u: _ok(), policy=Policy())
     up.replicas[0].in_flight = 3
-    assert up._pick(None, set()) is up.replicas[1]
+    assert up.endpoints.pick(None, set()) is up.replicas[1]
     up.replicas[1].in_flight = 5
-    assert up._pick(None, set()) is up.replicas[0]
+    assert up.endpoints.pick(None, set()) is up.replicas[0]
 
 
 async def _ok() -> tuple[bool, str]:
@@ -220,7 +221,7 @@ def test_nim_replicas_probe_health_ready() -> None:
 
     settings = Settings.from_env("nim", {"MODELYARD_UPSTREAM_URL": "http://nim-a:8000/v1,http://nim-b:8000/v1"})
     be = load("nim", settings)
-    up: Any = be.make_replicas(httpx.MockTransport(handler))
+    up: Any = be.make_upstream(httpx.MockTransport(handler))
     with TestClient(create_app(be, upstream=up)) as tc:
         assert tc.get("/readyz").status_code == 200
     assert paths.count("/v1/health/ready") >= 2

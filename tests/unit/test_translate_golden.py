@@ -22,8 +22,8 @@ from modelyard.translate import (
     chat_to_response,
     overflow_response,
     responses_to_chat,
-    upstream_error,
 )
+from modelyard.upstream_errors import upstream_error
 from tests.unit.spec import check_event, check_response
 from tests.unit.test_translate_stream import check_sequence
 
@@ -241,7 +241,7 @@ def test_context_overflow_is_a_400_naming_input() -> None:
     case = ERRORS["context_overflow"]
     assert case["status"] == case["stream_status"] == 400  # vLLM refuses before it streams anything
     for body in (case["body"], case["stream_body"]):
-        err = upstream_error(400, json.dumps(body).encode(), OPTS)
+        err = upstream_error(400, json.dumps(body).encode())
         assert (err.status, err.param, err.code, err.type) == (
             400,
             "input",

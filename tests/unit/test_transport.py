@@ -10,10 +10,11 @@ import httpx
 import orjson
 import pytest
 
+from loadkit.standin import Server, StreamShape, completion_body
 from modelyard.errors import APIError
+from modelyard.relay import sse_data
 from modelyard.transport import FastTransport, wanted
-from modelyard.upstream import Upstream, sse_data
-from tests.bench.standin import Server, StreamShape, completion_body
+from modelyard.upstream import Upstream
 
 
 @pytest.fixture
@@ -44,7 +45,7 @@ def test_used_for_plain_http_only(monkeypatch: pytest.MonkeyPatch) -> None:
     assert not wanted("https://api.openai.com/v1")
     monkeypatch.setenv("MODELYARD_HTTP_TRANSPORT", "httpx")
     assert not wanted("http://vllm-engine:8000/v1")
-    assert not isinstance(Upstream("http://x:1/v1").client._transport, FastTransport)
+    assert not isinstance(Upstream("http://x:1/v1").replicas[0].client._transport, FastTransport)
 
 
 async def test_json_reply_and_keep_alive(standin: str) -> None:

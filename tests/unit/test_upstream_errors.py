@@ -6,10 +6,8 @@ import json
 
 import pytest
 
-from modelyard.translate import TranslateOptions, upstream_error
+from modelyard.upstream_errors import upstream_error
 from tests.unit.spec import check_spec
-
-OPTS = TranslateOptions()
 
 
 def vllm(message: str, status: int = 400, type_: str = "BadRequestError") -> bytes:
@@ -125,7 +123,7 @@ def vllm(message: str, status: int = 400, type_: str = "BadRequestError") -> byt
     ],
 )
 def test_mapping(status, body, want_status, want_type, want_code, want_param, message) -> None:
-    err = upstream_error(status, body, OPTS)
+    err = upstream_error(status, body)
     assert (err.status, err.type, err.code, err.param) == (want_status, want_type, want_code, want_param)
     assert message in err.message
     check_spec(err.body(), "ErrorResponse")
@@ -149,7 +147,7 @@ def test_mapping(status, body, want_status, want_type, want_code, want_param, me
     ],
 )
 def test_context_overflow(status, body) -> None:
-    err = upstream_error(status, body, OPTS)
+    err = upstream_error(status, body)
     assert (err.status, err.code, err.param) == (400, "context_length_exceeded", "input")
     assert err.message.startswith("Your input exceeds the context window of this model.")
 
@@ -165,7 +163,7 @@ def test_context_overflow(status, body) -> None:
     ],
 )
 def test_credentials_are_redacted(leak: str) -> None:
-    err = upstream_error(401, {"error": {"message": leak}}, OPTS)
+    err = upstream_error(401, {"error": {"message": leak}})
     for secret in (
         "sk-proj-abcdefghijklmnop1234",
         "eyJhbGciOiJIUzI1NiJ9",
@@ -178,11 +176,11 @@ def test_credentials_are_redacted(leak: str) -> None:
 
 
 def test_long_bodies_are_cut() -> None:
-    err = upstream_error(500, b"x" * 100_000, OPTS)
+    err = upstream_error(500, b"x" * 100_000)
     assert len(err.message) < 2100
 
 
 def test_body_is_not_what_we_expect() -> None:
     for body in (b"[1, 2]", b"null", b"\xff\xfe", {"error": {"code": 500}}, {"unexpected": True}):
-        err = upstream_error(500, body, OPTS)
+        err = upstream_error(500, body)
         assert err.status == 502 and err.type == "server_error" and err.message

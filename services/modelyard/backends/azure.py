@@ -21,7 +21,6 @@ import httpx
 
 from ..config import ConfigError, _json_object
 from ..errors import APIError
-from ..upstream import Upstream
 from .base import Backend
 
 DATED_API_VERSION = "2025-04-01-preview"  # the first dated version with both /responses and chat
@@ -88,7 +87,7 @@ class Azure(Backend):
         return {"api-version": self.api_version} if self.api_version else {}
 
     def headers(self) -> dict[str, str]:
-        # An Entra ID token wins over a key; the token file is applied per request (see make_upstream).
+        # An Entra ID token wins over a key; the token file is applied per request (auth).
         if self.token_file:
             return {}
         if self.ad_token:
@@ -96,11 +95,8 @@ class Azure(Backend):
         key = self.settings.api_key
         return {"api-key": key} if key else {}
 
-    def make_upstream(self, transport: httpx.AsyncBaseTransport | None = None) -> Upstream:
-        upstream = super().make_upstream(transport)
-        if self.token_file:
-            upstream.client.auth = self.token_file
-        return upstream
+    def auth(self) -> httpx.Auth | None:
+        return self.token_file
 
     def secrets(self) -> list[str]:
         return [self.settings.api_key, self.ad_token, self.token_file.token if self.token_file else ""]

@@ -1,26 +1,34 @@
-"""What every backend shares; a backend module overrides only what its upstream does differently."""
+"""What every backend shares; a backend module overrides only what its upstream does differently.
+
+The hooks, in the order serving.py calls them for a translated `POST /v1/responses`:
+  1. take_extras(body)        backend fields popped off the Responses request (sampling pins applied)
+  2. translate.responses_to_chat(body, options)   (not a hook: the translation core)
+  3. prepare_chat(chat)       last touches on the chat request (extras, template kwargs, pins; Azure's quirks)
+  4. before_chat(up, t)       a step that needs the upstream (vLLM: echoed token ids -> prompt ids)
+  5. chat_url(chat)           where it goes
+A relayed request (chat completions; Responses on a native backend) gets prepare_chat or
+prepare_responses, then the upstream. Replies and errors: the upstream calls `error` for a non-200 and
+`reply_error` for a 200 that carries an error (upstream.ErrorMap); readiness calls `probe`.
+"""
 
 from __future__ import annotations
 
 import logging
-import re
-import time
 from typing import Any, ClassVar
 
 import httpx
 import orjson
 
 from ..config import ConfigError, Settings
+from ..endpoints import Endpoint
 from ..errors import APIError, invalid
 from ..policy import Policy
-from ..replicas import Replicas
-from ..translate import ChatRequest, TranslateOptions, upstream_error
-from ..upstream import Upstream
+from ..replicas import dns_discovery
+from ..translate import ChatRequest, TranslateOptions
+from ..upstream import Reply, Upstream, replica_set
+from ..upstream_errors import redact, upstream_error
 
 log = logging.getLogger("modelyard")
-
-# A key as providers echo it back masked ("sk-abc*****wxyz"): never passed on to the client.
-_MASKED_KEY = re.compile(r"[\w-]*\*{4,}[\w-]*")
 
 
 class Backend:
@@ -45,7 +53,6 @@ class Backend:
             raise ConfigError(f"MODELYARD_UPSTREAM_URL lists {n} URLs: the {self.name} backend takes one")
         self.settings = settings
         self.options = self.translate_options()
-        self._ready: tuple[float, bool, str] = (0.0, False, "not checked yet")
         self._pin_logged = False
 
     # -- what goes upstream ------------------------------------------------------------------
@@ -70,35 +77,37 @@ class Backend:
     def base_url(self) -> str:
         return self.settings.upstream_url
 
+    def auth(self) -> httpx.Auth | None:
+        """A per-request auth hook (Azure's Entra ID token file); None: the headers say it all."""
+        return None
+
     def make_upstream(self, transport: httpx.AsyncBaseTransport | None = None) -> Upstream:
-        if len(self.settings.upstream_urls) > 1:
-            return self.make_replicas(transport)
-        return Upstream(self.base_url(), **self._connection(transport))
-
-    def make_replicas(self, transport: httpx.AsyncBaseTransport | None = None) -> Replicas:
-        """Several engine replicas (docs/replicas.md), each probed with this backend's `probe`."""
+        """The upstream client: one endpoint, or several engine replicas (docs/replicas.md), each probed
+        with this backend's `probe` and mapping errors with its `error` and `reply_error`."""
         s = self.settings
-        return Replicas(
-            s.upstream_urls,
-            probe=self.probe,
-            probe_interval=s.replica_probe_interval,
-            session_table_size=s.session_table_size,
-            **self._connection(transport),
-        )
-
-    def _connection(self, transport: httpx.AsyncBaseTransport | None) -> dict[str, Any]:
-        """What one upstream and a set of replicas are both built with."""
-        s = self.settings
-        return {
+        conn = {
             "headers": self.headers(),
             "params": self.params(),
             "connect_timeout": s.connect_timeout,
             "read_timeout": s.read_timeout,
             "max_connections": s.max_connections,
             "transport": transport,
-            "policy": Policy.from_settings(s),
-            "name": self.name,
+            "auth": self.auth(),
         }
+        common = {"policy": Policy.from_settings(s), "name": self.name, "errors": self}
+        if len(s.upstream_urls) > 1 or (s.dynamic_replicas and self.replicas_supported):
+            dns = s.upstream_dns
+            return replica_set(
+                () if dns else s.upstream_urls,
+                probe=self.probe,
+                probe_interval=s.replica_probe_interval,
+                session_table_size=s.session_table_size,
+                rebalance_factor=s.rebalance_factor,
+                discover=dns_discovery(dns) if dns else (_none if s.dynamic_replicas else None),
+                **conn,
+                **common,
+            )
+        return Upstream(self.base_url(), probe=self.probe, readiness_ttl=s.readiness_ttl, **conn, **common)
 
     def chat_url(self, body: dict[str, Any]) -> str:
         """The chat completions path for this request (Azure's dated form names the deployment in it)."""
@@ -150,18 +159,13 @@ class Backend:
         return [self.settings.api_key]
 
     def redact(self, text: str) -> str:
-        for secret in self.secrets():
-            if secret:
-                text = text.replace(secret, "[redacted]")
-        return _MASKED_KEY.sub("[redacted]", text)
+        return redact(text, self.secrets())
 
     def error(self, status: int, content: bytes | dict[str, Any]) -> APIError:
         """An upstream error in OpenAI's format, with any key the upstream echoed taken out."""
-        err = upstream_error(status, content, self.options)
-        err.message = self.redact(err.message)
-        return err
+        return upstream_error(status, content, self.secrets())
 
-    def reply_error(self, content: bytes) -> APIError | None:
+    def reply_error(self, reply: Reply) -> APIError | None:
         """An error an upstream sent with status 200 (OpenRouter does, once a model has started)."""
         return None
 
@@ -187,26 +191,32 @@ class Backend:
         self.pin_sampling(body)  # last: the pins win over the request and over extra_body
 
     # -- readiness ---------------------------------------------------------------------------
-    async def probe(self, upstream: Upstream) -> tuple[bool, str]:
-        """Is the upstream able to serve? Default: the model list, which costs nothing."""
-        resp = await upstream.request("GET", self.models_path)
-        return resp.status_code == 200, f"GET {self.models_path} -> {resp.status_code}"
+    async def probe(self, endpoint: Endpoint) -> tuple[bool, str]:
+        """Is the upstream able to serve? Default: the model list, which costs nothing. Readiness calls it
+        (cached for MODELYARD_READINESS_TTL) or, with replicas, each replica's background probe."""
+        resp = await endpoint.request("GET", self.models_path)
+        if resp.status_code == 200:
+            return True, f"GET {self.models_path} -> 200"
+        err = self.error(resp.status_code, resp.content)
+        return (
+            False,
+            f"GET {endpoint.base_url}{self.models_path} -> {resp.status_code}: {err.message}{_hint(resp.status_code)}",
+        )
 
-    async def ready(self, upstream: Upstream) -> tuple[bool, str]:
-        """`probe`, cached for readiness_ttl seconds so health checks never load the upstream. With several
-        replicas: ready while at least one is up (each is probed in the background)."""
-        if isinstance(upstream, Replicas):
-            return upstream.readiness()
-        checked, ok, detail = self._ready
-        now = time.monotonic()
-        if now - checked < self.settings.readiness_ttl:
-            return ok, detail
-        try:
-            ok, detail = await self.probe(upstream)
-        except Exception as exc:  # noqa: BLE001 - any failure means not ready; say which
-            ok, detail = False, getattr(exc, "message", type(exc).__name__)
-        self._ready = (now, ok, detail)
-        return ok, detail
+
+async def _none() -> list[str]:
+    """Discovery for a set open to registration alone: no DNS members."""
+    return []
+
+
+def _hint(status: int) -> str:
+    """What an operator does about a probe's failing status."""
+    hints = {
+        401: " (the key is wrong or missing: policy_api_key in env.yaml)",
+        403: " (the key may not use this model or endpoint)",
+        404: " (the URL is wrong: policy_base_url should end in /v1)",
+    }
+    return hints.get(status, "")
 
 
 def _json_object(raw: str, param: str) -> dict[str, Any]:

@@ -13,7 +13,8 @@ from __future__ import annotations
 from typing import Any
 
 from ..config import ConfigError
-from ..upstream import Upstream, json_reply
+from ..endpoints import Endpoint
+from ..upstream import json_reply
 from .base import Backend
 
 HOSTED = "https://integrate.api.nvidia.com"
@@ -33,7 +34,7 @@ class NIM(Backend):
         self.native_responses = self.stored_responses = mode == "native"
         super().__init__(settings)
 
-    async def probe(self, upstream: Upstream) -> tuple[bool, str]:
+    async def probe(self, upstream: Endpoint) -> tuple[bool, str]:
         if upstream.base_url.startswith(HOSTED):
             return await super().probe(upstream)
         root = upstream.base_url.removesuffix("/v1")

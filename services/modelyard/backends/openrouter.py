@@ -11,6 +11,7 @@ import orjson
 
 from ..config import ConfigError
 from ..errors import APIError, unsupported
+from ..upstream import Reply
 from .base import Backend
 
 # Fields of a Responses request that are OpenRouter's own: carried onto the chat request as they are.
@@ -87,11 +88,9 @@ class OpenRouter(Backend):
             message += f" (flagged: {', '.join(map(str, meta['reasons']))})"
         return APIError(status, self.redact(message), code=code if isinstance(code, str) else CODES.get(status))
 
-    def reply_error(self, content: bytes) -> APIError | None:
+    def reply_error(self, reply: Reply) -> APIError | None:
         # Once a model has started, OpenRouter answers 200 and puts any error in the body.
-        if b'"error"' not in content:
-            return None
-        body = self.loads(content)
+        body = reply.json
         if isinstance(body, dict) and isinstance(body.get("error"), dict) and "choices" not in body:
             return self.error(200, body)
         return None

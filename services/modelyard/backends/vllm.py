@@ -15,9 +15,10 @@ import dataclasses
 import logging
 from typing import Any
 
+from ..endpoints import Endpoint
 from ..errors import APIError, invalid
 from ..translate import ChatRequest, TranslateOptions
-from ..upstream import Upstream, json_reply
+from ..upstream import Upstream
 from .base import Backend
 
 log = logging.getLogger("modelyard")
@@ -37,10 +38,10 @@ class VLLM(Backend):
         self._turn_end: int | None = None  # the token a chat template ends an assistant turn with
         self._turn_end_known = False
 
-    async def probe(self, upstream: Upstream) -> tuple[bool, str]:
+    async def probe(self, endpoint: Endpoint) -> tuple[bool, str]:
         # /health lives at the server root, beside /v1.
-        root = upstream.base_url.removesuffix("/v1")
-        resp = await upstream.request("GET", f"{root}/health")
+        root = endpoint.base_url.removesuffix("/v1")
+        resp = await endpoint.request("GET", f"{root}/health")
         return resp.status_code == 200, f"GET /health -> {resp.status_code}"
 
     # -- RL token data ---------------------------------------------------------------------------
@@ -105,10 +106,8 @@ class VLLM(Backend):
         return await self._tokens(upstream, request)
 
     async def _tokens(self, upstream: Upstream, request: dict[str, Any]) -> list[int]:
-        resp = await upstream.request("POST", TOKENIZE_PATH, request)
-        if resp.status_code != 200:
-            raise self.error(resp.status_code, resp.content)
-        tokens = (json_reply(resp) or {}).get("tokens")
+        reply = await upstream.call("POST", TOKENIZE_PATH, request)
+        tokens = reply.json.get("tokens") if isinstance(reply.json, dict) else None
         if not isinstance(tokens, list):
             raise APIError(502, "The engine's /tokenize reply has no tokens.", code="bad_upstream_reply")
         return tokens

@@ -4,7 +4,6 @@ Plain dicts in and out, shaped exactly as the openai SDK's types (`openai.types.
 OpenAPI spec's schemas; no pydantic model is built on the hot path.
 """
 
-from .errors import upstream_error
 from .ids import new_response_id
 from .options import ChatRequest, TranslateOptions
 from .request import responses_to_chat
@@ -19,5 +18,4 @@ __all__ = [
     "new_response_id",
     "overflow_response",
     "responses_to_chat",
-    "upstream_error",
 ]

@@ -10,12 +10,12 @@ redacted from the message before it reaches the client.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from typing import Any
 
 import orjson
 
-from ..errors import APIError
-from .options import TranslateOptions
+from .errors import APIError
 
 _MAX_MESSAGE = 2000
 _CODES = {
@@ -35,8 +35,18 @@ _OVERFLOW = re.compile(
 )
 
 
-def redact(text: str) -> str:
-    return _KEY_VALUES.sub(r"\1\2[redacted]", _TOKENS.sub("[redacted]", text))
+# A key as providers echo it back masked ("sk-abc*****wxyz"): never passed on to the client.
+_MASKED_KEY = re.compile(r"[\w-]*\*{4,}[\w-]*")
+
+
+def redact(text: str, secrets: Iterable[str] = ()) -> str:
+    """`text` with the configured secrets, anything shaped like a credential and masked keys taken out:
+    the one redaction pass every upstream error message goes through."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "[redacted]")
+    text = _KEY_VALUES.sub(r"\1\2[redacted]", _TOKENS.sub("[redacted]", text))
+    return _MASKED_KEY.sub("[redacted]", text)
 
 
 def _parse(body: bytes | dict[str, Any] | str | None) -> tuple[Any, str]:
@@ -88,15 +98,15 @@ def _status(status: int) -> int:
     return 503 if status == 503 else 502
 
 
-def upstream_error(status: int, body: bytes | dict[str, Any] | str | None, opts: TranslateOptions) -> APIError:
+def upstream_error(status: int, body: bytes | dict[str, Any] | str | None, secrets: Iterable[str] = ()) -> APIError:
     """An upstream error reply in OpenAI's format.
 
     A context-length overflow is a 400 with code `context_length_exceeded` whatever the upstream said
-    (where `opts.context_overflow` is "incomplete" the app answers with `overflow_response` instead).
+    (where MODELYARD_CONTEXT_OVERFLOW is "incomplete" the serving layer answers with an incomplete Response).
     """
     data, text = _parse(body)
     message, param, code = _fields(data, text)
-    message = redact(message.strip())[:_MAX_MESSAGE]
+    message = redact(message.strip(), secrets)[:_MAX_MESSAGE]
     if _OVERFLOW.search(message) or code == "context_length_exceeded":
         return APIError(
             400,

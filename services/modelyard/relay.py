@@ -1,0 +1,132 @@
+"""Server-sent events both ways: the upstream's `data:` payloads parsed as they arrive, our events framed,
+and the two streamed replies the adapter sends (an upstream stream relayed byte for byte, or translated
+event by event)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from typing import Any
+
+import httpx
+import orjson
+from fastapi.responses import StreamingResponse
+from starlette.background import BackgroundTask
+
+from .errors import APIError
+from .gate import Aborted
+from .translate import StreamTranslator
+
+SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+
+
+def sse_event(event: dict[str, Any]) -> bytes:
+    return b"event: " + event["type"].encode() + b"\ndata: " + orjson.dumps(event) + b"\n\n"
+
+
+def sse_events(events: Iterable[dict[str, Any]]) -> bytes:
+    return b"".join(sse_event(event) for event in events)
+
+
+async def sse_data(resp: httpx.Response) -> AsyncIterator[bytes]:
+    """The `data:` payloads of a server-sent-event stream, as they arrive (multi-line data joined)."""
+    data: list[bytes] = []
+    buf = b""
+    async for chunk in resp.aiter_bytes():
+        buf += chunk
+        while True:
+            nl = buf.find(b"\n")
+            if nl < 0:
+                break
+            line, buf = buf[:nl].rstrip(b"\r"), buf[nl + 1 :]
+            if not line:
+                if data:
+                    yield b"\n".join(data)
+                    data = []
+            elif line.startswith(b"data:"):
+                data.append(line[5:].lstrip(b" ") if line[5:6] == b" " else line[5:])
+    if buf.strip().startswith(b"data:"):
+        data.append(buf.strip()[5:].lstrip())
+    if data:
+        yield b"\n".join(data)
+
+
+def closer(ctx: Any) -> BackgroundTask:
+    """Runs after a streamed reply, also when the client left before its first byte (the body generator
+    then never starts, and its `finally` never runs): the upstream request is closed either way."""
+    return BackgroundTask(ctx.__aexit__, None, None, None)
+
+
+def relayed(ctx: Any, resp: httpx.Response, headers: dict[str, str] | None = None) -> StreamingResponse:
+    """An open upstream stream passed on byte for byte; a break mid-way ends it with an error event."""
+
+    async def gen() -> AsyncIterator[bytes]:
+        try:
+            async for chunk in resp.aiter_bytes():
+                yield chunk
+        except httpx.HTTPError as exc:
+            err = APIError(502, f"Upstream stream broke off ({type(exc).__name__}).", code="upstream_stream_error")
+            yield b"data: " + orjson.dumps(err.body()) + b"\n\n"
+        finally:
+            await ctx.__aexit__(None, None, None)
+
+    media = resp.headers.get("content-type", "text/event-stream")
+    return StreamingResponse(
+        gen(), media_type=media, headers={**SSE_HEADERS, **(headers or {})}, background=closer(ctx)
+    )
+
+
+async def translate_events(
+    resp: httpx.Response, translator: StreamTranslator, chunk_error: Callable[[dict[str, Any]], APIError]
+) -> AsyncIterator[tuple[list[dict[str, Any]], bool]]:
+    """An open chat completions stream as Responses events: (events, last) per upstream chunk, the last
+    batch ending the Response (completed, incomplete or failed). `chunk_error` maps an error a chunk
+    carries (OpenRouter sends one with status 200 once a model has started)."""
+    yield translator.start(), False
+    try:
+        async for data in sse_data(resp):
+            if data == b"[DONE]":
+                yield translator.finish(), True
+                return
+            chunk = orjson.loads(data)
+            if chunk.get("error"):
+                yield translator.fail(chunk_error(chunk).message), True
+                return
+            yield translator.feed(chunk), False
+    except Aborted as exc:
+        yield translator.fail(str(exc), "policy_update"), True
+        return
+    except (httpx.HTTPError, orjson.JSONDecodeError) as exc:
+        yield translator.fail(f"Upstream stream broke off ({type(exc).__name__})."), True
+        return
+    yield translator.fail("Upstream stream ended before it was complete."), True
+
+
+Done = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+def translated(
+    ctx: Any,
+    resp: httpx.Response,
+    translator: StreamTranslator,
+    chunk_error: Callable[[dict[str, Any]], APIError],
+    headers: dict[str, str] | None = None,
+    done: Done | None = None,
+) -> StreamingResponse:
+    """The translated stream as our reply. `done` runs with the final Response before its last events go
+    out (stored responses: what the client hears the end of is stored)."""
+
+    async def gen() -> AsyncIterator[bytes]:
+        # The events one upstream chunk turns into go out as one write: one send through uvicorn and
+        # the gateway instead of one per event (the first token comes with 3 more events around it).
+        try:
+            async for events, last in translate_events(resp, translator, chunk_error):
+                if last and done is not None:
+                    await done(translator.response)
+                if events:
+                    yield sse_events(events)
+        finally:
+            await ctx.__aexit__(None, None, None)
+
+    return StreamingResponse(
+        gen(), media_type="text/event-stream", headers={**SSE_HEADERS, **(headers or {})}, background=closer(ctx)
+    )
