@@ -628,6 +628,29 @@ def _read_nemo_gym(
     return _NemoGym(kind, policy, extras, notes)
 
 
+def _known(data: Mapping[str, Any], source: str, problems: list[str]) -> dict[str, Any]:
+    """The known keys of env.yaml's data; unknown ones are dropped here and reported with every other
+    problem at the end."""
+    allowed = [*TOP, *SECTIONS]
+    for key, value in data.items():
+        if key not in allowed:
+            problems.append(_unknown(str(key), allowed, source))
+        elif key in SECTIONS:
+            if value is None:
+                continue
+            if not isinstance(value, dict):
+                problems.append(f"{source}: {key} must be a mapping of its settings")
+                continue
+            for sub in value:
+                if sub not in SECTIONS[key]:
+                    problems.append(_unknown(str(sub), list(SECTIONS[key]), f"{source}: {key}"))
+    return {
+        k: {s: x for s, x in v.items() if s in SECTIONS[k]} if k in SECTIONS and isinstance(v, dict) else v
+        for k, v in data.items()
+        if k in TOP or (k in SECTIONS and (v is None or isinstance(v, dict)))
+    }
+
+
 def resolve(
     data: Mapping[str, Any],
     environ: Mapping[str, str] | None = None,
@@ -642,25 +665,7 @@ def resolve(
     problems: list[str] = []
 
     # 1. Shape: known keys only, sections are mappings.
-    allowed = [*TOP, *SECTIONS]
-    for key, value in data.items():
-        if key not in allowed:
-            problems.append(_unknown(str(key), allowed, source))
-        elif key in SECTIONS:
-            if value is None:
-                continue
-            if not isinstance(value, dict):
-                problems.append(f"{source}: {key} must be a mapping of its settings")
-                continue
-            for sub in value:
-                if sub not in SECTIONS[key]:
-                    problems.append(_unknown(str(sub), list(SECTIONS[key]), f"{source}: {key}"))
-    # Unknown keys are dropped here and reported with every other problem at the end.
-    data = {
-        k: {s: x for s, x in v.items() if s in SECTIONS[k]} if k in SECTIONS and isinstance(v, dict) else v
-        for k, v in data.items()
-        if k in TOP or (k in SECTIONS and (v is None or isinstance(v, dict)))
-    }
+    data = _known(data, source, problems)
 
     # 2. ${VAR} references from the process environment.
     data = {k: _expand_tree(v, environ, f"{source}: {k}", problems) for k, v in data.items()}
