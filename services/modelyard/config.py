@@ -102,6 +102,13 @@ def _urls(raw: str, backend: str) -> tuple[str, ...]:
     return urls
 
 
+def _quotas(raw: str) -> str:
+    from .usage import parse_quotas
+
+    parse_quotas(raw)  # a bad quota is a start-up error naming it
+    return raw
+
+
 def _secret(env: Mapping[str, str], name: str) -> str:
     """A secret from NAME, or from the file named by NAME_FILE (compose secrets)."""
     path = env.get(f"{name}_FILE", "")
@@ -179,6 +186,11 @@ class Settings:
     store_url: str = field(default="", repr=False)  # a Postgres URL may carry a password
     store_default: bool = True
     store_ttl: float = 30 * 24 * 3600.0
+    # Per-rollout capture and per-key usage (docs/capture-and-usage.md): capture on, how long captured calls
+    # are kept (seconds; 0 = until deleted), and quotas per key id (JSON, usage.parse_quotas).
+    capture: bool = False
+    capture_ttl: float = 7 * 24 * 3600.0
+    quotas: str = ""
     ws_idle_timeout: float = 600.0  # a WebSocket session with no message for this long is closed
     env: Mapping[str, str] = field(default_factory=dict, repr=False)  # backend-specific extras
 
@@ -259,6 +271,9 @@ class Settings:
             store_default=_bool(env, "MODELYARD_STORE_DEFAULT", True),
             store_ttl=_nonneg(env, "MODELYARD_STORE_TTL", 30 * 24 * 3600.0),
             ws_idle_timeout=_nonneg(env, "MODELYARD_WS_IDLE_TIMEOUT", 600.0),
+            capture=_bool(env, "MODELYARD_CAPTURE", False),
+            capture_ttl=_nonneg(env, "MODELYARD_CAPTURE_TTL", 7 * 24 * 3600.0),
+            quotas=_quotas(env.get("MODELYARD_QUOTAS", "")),
             env=env,
         )
 
