@@ -130,3 +130,12 @@ def test_tokenize_follows_the_replica_cookie() -> None:
         for _ in range(3):  # TestClient keeps the cookie, as the openai SDK's httpx client does
             tok = tc.post("/v1/tokenize", json={"messages": MESSAGES})
             assert tok.headers[REPLICA_HEADER] == first.headers[REPLICA_HEADER]
+
+
+def test_nemo_gyms_rollout_prefix_reaches_the_tokenizer_too() -> None:
+    """NeMo Gym takes /v1 off `<gateway>/ng-rollout/<id>/v1` for its tokenize call: the prefix is stripped
+    there as on every route (calls.py)."""
+    engine = Engine()
+    with adapter("vllm", engine) as tc:
+        resp = tc.post("/ng-rollout/r1/tokenize", json={"model": "m", "prompt": "Hi"})
+    assert resp.status_code == 200 and engine.seen == [("/tokenize", {"model": "m", "prompt": "Hi"})]
