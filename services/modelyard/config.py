@@ -179,7 +179,12 @@ class Settings:
     upstream_dns: str = ""
     dynamic_replicas: bool = False
     rebalance_factor: float = 4.0  # a session moves when its replica is this many times busier (0: never)
-    admin_key: str = field(default="", repr=False)  # x-modelyard-admin-key for /admin/* ("" = no admin API)
+    admin_key: str = field(default="", repr=False)
+    # A fallback backend for generations the policy backend cannot take (docs/fleet.md; off by default).
+    fallback_url: str = ""
+    fallback_api_key: str = field(default="", repr=False)
+    fallback_model: str = ""
+    fallback_name: str = "fallback"  # x-modelyard-admin-key for /admin/* ("" = no admin API)
     session_table_size: int = 100_000  # x-session-id -> replica entries kept (least recently used go)
     # Stored responses (docs/state.md): where ("" = nothing stored), stored unless a request says
     # store: false, and how long objects are kept (seconds; 0 = until deleted).
@@ -230,6 +235,10 @@ class Settings:
             dynamic_replicas=_bool(env, "MODELYARD_DYNAMIC_REPLICAS", False) or bool(dns),
             rebalance_factor=_nonneg(env, "MODELYARD_REBALANCE_FACTOR", 4.0),
             admin_key=_secret(env, "MODELYARD_ADMIN_KEY"),
+            fallback_url=env.get("MODELYARD_FALLBACK_URL", "").strip().rstrip("/"),
+            fallback_api_key=_secret(env, "MODELYARD_FALLBACK_API_KEY"),
+            fallback_model=env.get("MODELYARD_FALLBACK_MODEL", ""),
+            fallback_name=env.get("MODELYARD_FALLBACK_NAME", "") or "fallback",
             api_key=_secret(env, "MODELYARD_UPSTREAM_API_KEY"),
             model=env.get("MODELYARD_MODEL", ""),
             model_policy=policy,
