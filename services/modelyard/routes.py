@@ -17,6 +17,8 @@ from .errors import APIError, invalid
 from .serving import ChatService, ResponsesService, Serving, json_response
 from .sockets import serve_socket
 from .state import OPEN_SCOPE, SCOPE_HEADER, StateService
+from .tokenize import ROUTES as TOKENIZER_ROUTES
+from .tokenize import relay_tokenize
 
 router = APIRouter()
 
@@ -144,6 +146,17 @@ async def cancel_response(request: Request, response_id: str) -> Response:
 @router.get("/v1/responses/{response_id}/input_items")
 async def list_input_items(request: Request, response_id: str) -> Response:
     return await _stored(request, "GET", f"/{response_id}/input_items")
+
+
+# -- vLLM's /tokenize and /detokenize, at the root and under /v1 (tokenize.py) ------------------------
+async def tokenizer(request: Request) -> Response:
+    s = serving(request)
+    with metrics.track(s.name, "tokenize"):
+        return await relay_tokenize(s.upstream, s.backend, request.url.path, await body_of(request), forwarded(request))
+
+
+for _path in TOKENIZER_ROUTES:
+    router.add_api_route(_path, tokenizer, methods=["POST"], name=_path.strip("/").replace("/", "_"))
 
 
 # -- conversations (the local store) ---------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -98,6 +99,8 @@ def resolve(
             if rendered is not None:
                 sections[name][sub] = rendered
 
+    _own_gateway(top, sections, source, notes)
+
     # 5. The profile.
     backend = top["policy_backend"]
     if nemo:
@@ -119,6 +122,17 @@ def resolve(
     if problems:
         raise ConfigError(problems)
     return _variables(backend, top, sections, nemo, notes, source)
+
+
+def _own_gateway(top: dict[str, str | None], sections: dict[str, dict[str, str]], source: str, notes: list[str]):
+    """A policy_base_url at this stack's own gateway is where NeMo Gym sends its requests (one config serves
+    both, configs/nemo_gym_vllm_model_for_training.yaml), not an engine: the profile's own engine serves."""
+    given = top["policy_base_url"]
+    port = sections["gateway"].get("port", "8080")
+    own = re.compile(rf"https?://(127\.0\.0\.1|localhost|0\.0\.0\.0|\[::1\]):{port}(/[a-z]+)?(/v1)?/?")
+    if given and own.fullmatch(given):
+        notes.append(f"{source}: policy_base_url {given} is this stack's gateway (NeMo Gym's side): not an engine")
+        top["policy_base_url"] = None
 
 
 def _required(backend: str, top: dict[str, str | None], sections: dict[str, dict[str, str]], source: str):

@@ -47,6 +47,7 @@ class Backend:
     engine_extras: ClassVar[bool] = False
     # Set where MODELYARD_UPSTREAM_URL may list several engine replicas (self-hosted engines).
     replicas_supported: ClassVar[bool] = False
+    tokenizer_endpoints: ClassVar[bool] = False  # the engine has /tokenize and /detokenize at its root (tokenize.py)
 
     def __init__(self, settings: Settings) -> None:
         if len(settings.upstream_urls) > 1 and not self.replicas_supported:

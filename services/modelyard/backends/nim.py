@@ -24,6 +24,7 @@ class NIM(Backend):
     name = "nim"
     engine_extras = True  # NIM renders the chat template itself (chat_template_kwargs)
     replicas_supported = True  # MODELYARD_UPSTREAM_URL may list several engines (docs/replicas.md)
+    tokenizer_endpoints = True  # a vLLM-based NIM has /tokenize; where its engine has not, its 404 is relayed
 
     def __init__(self, settings: Any) -> None:
         cfg: NimSettings = settings.of(NimSettings)

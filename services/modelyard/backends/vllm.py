@@ -31,6 +31,7 @@ class VLLM(Backend):
     name = "vllm"
     engine_extras = True
     replicas_supported = True  # MODELYARD_UPSTREAM_URL may list several engines (docs/replicas.md)
+    tokenizer_endpoints = True  # /tokenize and /detokenize at the server root (tokenize.py)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
