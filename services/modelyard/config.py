@@ -121,7 +121,8 @@ def _secret(env: Mapping[str, str], name: str) -> str:
 CLIENT_PROFILES: dict[str, frozenset[str]] = {
     # web_search (and any other hosted tool) in `tools`; `text.verbosity` where the backend has none.
     "codex": frozenset({"tools.type", "text.verbosity"}),
-    "claude-code": frozenset(),
+    # /v1/messages: `context_management` (clear_thinking edits) on every request; nothing to clear here.
+    "claude-code": frozenset({"context_management"}),
 }
 
 
