@@ -278,6 +278,7 @@ def test_verbosity_per_backend_and_the_codex_profile() -> None:
 
 def test_forced_tool_choice_on_a_turns_first_step_only() -> None:
     opts = TranslateOptions(force_tool_choice="exec_command")
+    assert responses_to_chat(request(), opts).body["tools"][0]["function"]["strict"] is True
     assert responses_to_chat(request(), opts).body["tool_choice"] == {
         "type": "function",
         "function": {"name": "exec_command"},

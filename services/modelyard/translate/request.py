@@ -344,8 +344,11 @@ class _Translation:
             body["tool_choice"] = force
             return
         name = next((e for e, (_, ns, n) in self.tool_map.items() if force in (n, f"{ns}.{n}")), force)
-        if any(t["function"]["name"] == name for t in body["tools"]):
-            body["tool_choice"] = {"type": "function", "function": {"name": name}}
+        for tool in body["tools"]:
+            if tool["function"]["name"] == name:
+                body["tool_choice"] = {"type": "function", "function": {"name": name}}
+                # Strict, so the engine constrains the arguments to the schema (vLLM does so only then).
+                tool["function"]["strict"] = True
 
     def option(self, key: str, value: Any, body: dict[str, Any]) -> None:
         """One top-level param (not null): checked, put on the chat body, echoed."""
