@@ -80,8 +80,12 @@ def harness_stack(tmp: Path, extra: dict[str, str]) -> Iterator[Stack]:
         "POLICY_BACKEND": "vllm",
         "GATEWAY_PORT": str(port),
         "MODELYARD_TAG": os.environ.get("MODELYARD_TAG", "latest"),
-        # Codex's and Claude Code's smallest requests are ~3-4k tokens: more than the default 2048.
-        "VLLM_MAX_MODEL_LEN": "8192",
+        # The 135M model makes sure of nothing: greedy, no loops, short (a stop at the first ".", which a
+        # forced call's JSON arguments have not had), and arguments held to the schema (xgrammar).
+        "MODELYARD_SAMPLING_OVERRIDES": '{"temperature": 0}',
+        "MODELYARD_EXTRA_BODY": '{"max_tokens": 200, "repetition_penalty": 1.3, "stop": ["."]}',
+        "VLLM_EXTRA_ARGS": "--structured-outputs-config.backend=xgrammar "
+        "--structured-outputs-config.disable_any_whitespace=True",
         **extra,
     }
     env_file = tmp / "harness.env"

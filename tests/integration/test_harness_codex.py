@@ -3,7 +3,9 @@ with no proxy and no edits to its requests: a tool-calling turn round-trips and 
 
 The 135M model cannot choose a tool on its own, so the stack forces the first step's tool choice
 (MODELYARD_FORCE_TOOL_CHOICE=exec_command); Codex's prompt is made to fit with a short instructions file
-and its optional tools off (docs/agent-harnesses.md), and the engine's context raised to 8192."""
+and its optional tools off (docs/agent-harnesses.md): two requests of ~1000 tokens each, within the
+engine's default 2048. Greedy sampling, a repetition penalty and a stop at "." keep the model's replies
+short and ending (tests/integration/harness.py)."""
 
 from __future__ import annotations
 
