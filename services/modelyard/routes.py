@@ -11,6 +11,7 @@ from fastapi.responses import Response
 
 from . import metrics
 from .errors import APIError, invalid
+from .messages_serving import MessagesService
 from .serving import ChatService, ResponsesService, Serving, json_response
 
 router = APIRouter()
@@ -54,6 +55,10 @@ def chat(request: Request) -> ChatService:
 
 def responses(request: Request) -> ResponsesService:
     return request.app.state.responses
+
+
+def messages(request: Request) -> MessagesService:
+    return request.app.state.messages
 
 
 async def body_of(request: Request) -> dict[str, Any]:
@@ -113,3 +118,14 @@ async def cancel_response(request: Request, response_id: str) -> Response:
 async def list_input_items(request: Request, response_id: str) -> Response:
     sub = f"/{response_id}/input_items"
     return await responses(request).stored("GET", sub, request.query_params, forwarded(request))
+
+
+# Anthropic's Messages API (messages_serving.py); errors on these paths are in Anthropic's format (app.py).
+@router.post("/v1/messages")
+async def create_message(request: Request) -> Response:
+    return await messages(request).create(await body_of(request), forwarded(request))
+
+
+@router.post("/v1/messages/count_tokens")
+async def count_message_tokens(request: Request) -> Response:
+    return await messages(request).count_tokens(await body_of(request), forwarded(request))
