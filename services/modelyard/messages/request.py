@@ -23,7 +23,7 @@ import orjson
 from ..errors import invalid, unsupported
 from ..translate.options import ChatRequest, TranslateOptions
 from ..translate.request import _bool, _int, _list, _missing, _number, _object, _str, _type_error
-from ..translate.schema import check_schema
+from ..translate.schema import check_schema, strict_compatible
 
 # How `thinking` reaches each kind of backend:
 # "template": a chat-template engine (vLLM, NIM): chat_template_kwargs.enable_thinking;
@@ -235,6 +235,11 @@ class _Translation:
                         self.refuse(f"{p}.{key}", "tool options beyond name, description, input_schema and strict")
                 else:
                     raise invalid(f"Unknown parameter: '{p}.{key}'.", f"{p}.{key}", "unknown_parameter")
+            if "strict" not in function and strict_compatible(function["parameters"]):
+                # As the Responses core does: engines hold the model to the schema only when strict (vLLM
+                # without it lets a small model answer `"Paris"` for an object), and a schema that allows
+                # strict mode loses nothing by it.
+                function["strict"] = True
             out.append({"type": "function", "function": function})
         return out
 
