@@ -18,7 +18,7 @@ _TYPES = {
     404: "not_found_error",
     405: "invalid_request_error",
     409: "invalid_request_error",
-    413: "request_too_large",
+    413: "invalid_request_error",  # Anthropic documents request_too_large; the SDK types know no such type
     422: "invalid_request_error",
     429: "rate_limit_error",
     503: "overloaded_error",
