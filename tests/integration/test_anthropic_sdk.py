@@ -135,9 +135,12 @@ def test_tool_use_then_tool_result(cpu: str, model: str, stream: bool) -> None:
 
 
 def test_count_tokens(cpu: str, model: str) -> None:
-    count = client(cpu).messages.count_tokens(model=model, messages=ASK, tools=[WEATHER])
-    bare = client(cpu).messages.count_tokens(model=model, messages=ASK)
-    assert count.input_tokens > bare.input_tokens > 0  # the tools are in the rendered prompt
+    """The engine's own count: what the same request's reply reports as its input tokens."""
+    sdk = client(cpu)
+    for extra in ({}, {"system": "Answer briefly.", "tools": [WEATHER]}):
+        count = sdk.messages.count_tokens(model=model, messages=ASK, **extra)
+        reply = sdk.messages.create(model=model, max_tokens=1, messages=ASK, **extra)
+        assert count.input_tokens == reply.usage.input_tokens > 0
     with httpx.Client(base_url=cpu, timeout=60) as http:
         check_count(http.post("/v1/messages/count_tokens", json={"model": model, "messages": ASK}).json())
 
