@@ -39,6 +39,9 @@ umask 077  # the key map is readable by nginx's user alone
 # rate limits see. Keys are matched exactly (a case-sensitive regex each: a plain map entry would match
 # case-insensitively); the scheme word is case-insensitive (RFC 7235). The map reads both headers
 # joined by "|", a character no key may hold.
+# The scope map: the key's number -> a stable id of the key (a hash, never the key), sent to the adapters as
+# X-Modelyard-Key: what stored responses belong to (docs/state.md); it stays the same when keys are reordered.
+scopes="    open open;"
 {
   echo "map \"\$http_authorization|\$http_x_api_key\" \$api_key_id {"
   if [ -z "$(echo "$GATEWAY_API_KEYS" | tr -d ' ,')" ]; then
@@ -53,8 +56,14 @@ umask 077  # the key map is readable by nginx's user alone
       escaped=$(printf '%s' "$key" | sed -e 's/[.+/=~-]/\\&/g')
       echo "    \"~^(?i:bearer) +$escaped\\|\" k$i;"
       echo "    \"~\\|$escaped\$\" k$i;"
+      scopes="$scopes
+    k$i key-$(printf 'modelyard-scope:%s' "$key" | sha256sum | cut -c1-24);"
     done
   fi
+  echo "}"
+  echo "map \$api_key_id \$api_key_scope {"
+  echo "    default \"\";"
+  echo "$scopes"
   echo "}"
 } >/tmp/nginx/keys.conf
 
@@ -85,6 +94,10 @@ umask 077  # the key map is readable by nginx's user alone
 # finish on the old workers) when an adapter comes, goes or moves. A backend with no group (its profile
 # is not running) goes through the resolver, per request, as `adapter-<backend>:PORT`: a clean 502.
 : "${GATEWAY_ADAPTER_PORT:=8000}" "${GATEWAY_WATCH_INTERVAL:=5}"
+# The adapters' host names are <prefix><backend>: adapter-vllm, ... in compose; in Kubernetes the Helm
+# chart names its adapter Services <release>-modelyard-adapter-<backend> and sets the prefix to match.
+: "${GATEWAY_ADAPTER_PREFIX:=adapter-}"
+echo "$GATEWAY_ADAPTER_PREFIX" | grep -Eqx '[a-z0-9][a-z0-9-]*' || fail "GATEWAY_ADAPTER_PREFIX must be a DNS label prefix such as adapter-"
 echo "$GATEWAY_ADAPTER_PORT" | grep -Eqx '[0-9]+' || fail "GATEWAY_ADAPTER_PORT must be a port number"
 echo "$GATEWAY_WATCH_INTERVAL" | grep -Eqx '[0-9]+' || fail "GATEWAY_WATCH_INTERVAL must be whole seconds"
 # One getent and one awk a round (the watcher's whole cost: a few ms of CPU every interval). getent
@@ -93,13 +106,14 @@ echo "$GATEWAY_WATCH_INTERVAL" | grep -Eqx '[0-9]+' || fail "GATEWAY_WATCH_INTER
 # Idle connections close at 60 s, before the adapter's own 75 s: nginx never sends a request on a
 # connection the adapter is closing (a POST lost that way would not be retried).
 render_upstreams() {
-  getent ahostsv4 adapter-vllm adapter-nim adapter-openai adapter-azure adapter-openrouter 2>/dev/null |
-    awk -v port="$GATEWAY_ADAPTER_PORT" '
-      NF >= 3 { name = $3; sub(/\..*/, "", name); sub(/^adapter-/, "", name) }
+  p=$GATEWAY_ADAPTER_PREFIX
+  getent ahostsv4 "${p}vllm" "${p}nim" "${p}openai" "${p}azure" "${p}openrouter" 2>/dev/null |
+    awk -v port="$GATEWAY_ADAPTER_PORT" -v prefix="$p" '
+      NF >= 3 { name = $3; sub(/\..*/, "", name); if (index(name, prefix) == 1) name = substr(name, length(prefix) + 1) }
       name ~ /^(vllm|nim|openai|azure|openrouter)$/ && !seen[name, $1]++ { n[name]++; ip[name, n[name]] = $1 }
       END {
         print "map $backend $adapter {"
-        print "    default adapter-$backend:" port ";"
+        print "    default " prefix "$backend:" port ";"
         split("vllm nim openai azure openrouter", names, " ")
         for (k = 1; k <= 5; k++) if (n[b = names[k]]) print "    " b " adapter_" b ";"
         print "}"

@@ -22,7 +22,10 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from . import openapi
+from .admin import AdminService
 from .backends import Backend
+from .calls import Calls, current
+from .capture import Capture
 from .errors import APIError
 from .messages import error_body
 from .messages_serving import PATH_PREFIX as MESSAGES_PATH
@@ -30,7 +33,11 @@ from .messages_serving import MessagesService
 from .replicas import ReplicaRouting
 from .routes import router
 from .serving import ChatService, ResponsesService, Serving, json_response
+from .state import StateService
+from .store import Store, open_store
+from .store.base import Registry
 from .upstream import Upstream
+from .usage import Ledger, parse_quotas
 
 log = logging.getLogger("modelyard")
 
@@ -87,6 +94,8 @@ def create_app(backend: Backend, upstream: Upstream | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         up = upstream or serve(app, backend, backend.make_upstream())
+        store = await open_state(app, backend)
+        await app.state.ledger.start(store)
         await up.start()  # with replicas: background health probes, one per replica
         log.info("adapter ready", extra={"backend": backend.name, "upstream": backend.settings.upstream_url})
         # What start-up made (modules, the openai SDK's types, routes) lives as long as the process: out of
@@ -96,15 +105,25 @@ def create_app(backend: Backend, upstream: Upstream | None = None) -> FastAPI:
         drain_on_signals(app.state)
         yield
         await up.aclose()
+        await app.state.ledger.close()
+        if app.state.capture is not None:
+            await app.state.capture.close()
+        if store is not None:
+            await store.close()
 
     app = FastAPI(title=f"modelyard {backend.name} adapter", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.backend, app.state.draining = backend, False
+    app.state.ledger = Ledger(backend.name, parse_quotas(backend.settings.quotas))
+    app.state.capture = None
     if upstream is not None:
         serve(app, backend, upstream)
     app.add_middleware(Draining)
-    replicas = len(upstream.replicas) if upstream else len(backend.settings.upstream_urls)
-    if replicas > 1:  # sessions stick to a replica; the one that answered is named (docs/replicas.md)
-        app.add_middleware(ReplicaRouting, replicas=replicas)
+    s = backend.settings
+    replicas = len(upstream.replicas) if upstream else len(s.upstream_urls)
+    dynamic = getattr(upstream.endpoints, "dynamic", False) if upstream else s.dynamic_replicas
+    if replicas > 1 or dynamic:  # sessions stick to a replica; the one that answered is named (docs/replicas.md)
+        app.add_middleware(ReplicaRouting, replicas=1 << 30 if dynamic else replicas)
+    app.add_middleware(Calls, state=app.state)  # outermost: the rollout prefix goes before routing
     for exc_type, handler in ERROR_HANDLERS.items():
         app.add_exception_handler(exc_type, handler)
     app.include_router(router)
@@ -119,12 +138,32 @@ def serve(app: FastAPI, backend: Backend, up: Upstream) -> Upstream:
     app.state.serving = Serving(backend, up)
     app.state.chat = ChatService(backend, up)
     app.state.responses = ResponsesService(backend, up)
+    app.state.admin = AdminService(up, backend.settings.admin_key)
     app.state.messages = MessagesService(backend, up)
     return up
 
 
+async def open_state(app: FastAPI, backend: Backend) -> Store | None:
+    """The store, where MODELYARD_STORE_URL names one (docs/state.md), migrated and ready."""
+    s = backend.settings
+    if not s.store_url:
+        return None
+    store = open_store(s.store_url, s.store_ttl)
+    await store.start()
+    app.state.responses.state = StateService(store, store_default=s.store_default)
+    app.state.admin.registry = Registry(store, backend.name)
+    await app.state.admin.restore()
+    if s.capture:
+        app.state.capture = Capture(store, backend.name, s.capture_ttl)
+        app.state.capture.start()
+    log.info("store ready", extra={"backend": backend.name, "store": s.store_url.split("://", 1)[0]})
+    return store
+
+
 # -- errors, in OpenAI's format (Anthropic's on /v1/messages) ----------------------------------
 async def _api_error(request: Request, err: APIError) -> Response:
+    if (call := current()) is not None:
+        call.failed(err)
     return error_response(err, request.url.path)
 
 

@@ -102,6 +102,13 @@ def _urls(raw: str, backend: str) -> tuple[str, ...]:
     return urls
 
 
+def _quotas(raw: str) -> str:
+    from .usage import parse_quotas
+
+    parse_quotas(raw)  # a bad quota is a start-up error naming it
+    return raw
+
+
 def _secret(env: Mapping[str, str], name: str) -> str:
     """A secret from NAME, or from the file named by NAME_FILE (compose secrets)."""
     path = env.get(f"{name}_FILE", "")
@@ -167,13 +174,31 @@ class Settings:
     # Several engine replicas (docs/replicas.md): MODELYARD_UPSTREAM_URL lists them, comma-separated.
     upstream_urls: tuple[str, ...] = ()
     replica_probe_interval: float = 2.0  # seconds between health probes of each replica
+    # Replicas that come and go (docs/fleet.md): a host name whose addresses are the replicas, re-resolved
+    # every probe interval; or a set open to registration (POST /admin/replicas) even with one URL.
+    upstream_dns: str = ""
+    dynamic_replicas: bool = False
+    rebalance_factor: float = 4.0  # a session moves when its replica is this many times busier (0: never)
+    admin_key: str = field(default="", repr=False)  # x-modelyard-admin-key for /admin/* ("" = no admin API)
     session_table_size: int = 100_000  # x-session-id -> replica entries kept (least recently used go)
+    # Stored responses (docs/state.md): where ("" = nothing stored), stored unless a request says
+    # store: false, and how long objects are kept (seconds; 0 = until deleted).
+    store_url: str = field(default="", repr=False)  # a Postgres URL may carry a password
+    store_default: bool = True
+    store_ttl: float = 30 * 24 * 3600.0
+    # Per-rollout capture and per-key usage (docs/capture-and-usage.md): capture on, how long captured calls
+    # are kept (seconds; 0 = until deleted), and quotas per key id (JSON, usage.parse_quotas).
+    capture: bool = False
+    capture_ttl: float = 7 * 24 * 3600.0
+    quotas: str = ""
+    ws_idle_timeout: float = 600.0  # a WebSocket session with no message for this long is closed
     env: Mapping[str, str] = field(default_factory=dict, repr=False)  # backend-specific extras
 
     @classmethod
     def from_env(cls, backend: str, env: Mapping[str, str] | None = None) -> Settings:
         env = dict(os.environ if env is None else env)
-        urls = _urls(env.get("MODELYARD_UPSTREAM_URL", ""), backend)
+        dns = env.get("MODELYARD_UPSTREAM_DNS", "").strip()
+        urls = _urls(env.get("MODELYARD_UPSTREAM_URL", "") or dns, backend)
         policy = env.get("MODELYARD_MODEL_POLICY", "validate") or "validate"
         if policy not in ("validate", "override"):
             raise ConfigError(f"MODELYARD_MODEL_POLICY must be validate or override, got {policy!r}")
@@ -201,6 +226,10 @@ class Settings:
             upstream_urls=urls,
             replica_probe_interval=_float(env, "MODELYARD_REPLICA_PROBE_INTERVAL", 2.0),
             session_table_size=_count(env, "MODELYARD_SESSION_TABLE_SIZE", 100_000),
+            upstream_dns=dns,
+            dynamic_replicas=_bool(env, "MODELYARD_DYNAMIC_REPLICAS", False) or bool(dns),
+            rebalance_factor=_nonneg(env, "MODELYARD_REBALANCE_FACTOR", 4.0),
+            admin_key=_secret(env, "MODELYARD_ADMIN_KEY"),
             api_key=_secret(env, "MODELYARD_UPSTREAM_API_KEY"),
             model=env.get("MODELYARD_MODEL", ""),
             model_policy=policy,
@@ -238,6 +267,13 @@ class Settings:
             think_tags=_think_tags(env),
             reasoning_history=history,
             sampling_overrides=overrides,
+            store_url=_secret(env, "MODELYARD_STORE_URL"),
+            store_default=_bool(env, "MODELYARD_STORE_DEFAULT", True),
+            store_ttl=_nonneg(env, "MODELYARD_STORE_TTL", 30 * 24 * 3600.0),
+            ws_idle_timeout=_nonneg(env, "MODELYARD_WS_IDLE_TIMEOUT", 600.0),
+            capture=_bool(env, "MODELYARD_CAPTURE", False),
+            capture_ttl=_nonneg(env, "MODELYARD_CAPTURE_TTL", 7 * 24 * 3600.0),
+            quotas=_quotas(env.get("MODELYARD_QUOTAS", "")),
             env=env,
         )
 

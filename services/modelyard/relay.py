@@ -4,7 +4,7 @@ event by event)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any
 
 import httpx
@@ -12,7 +12,9 @@ import orjson
 from fastapi.responses import StreamingResponse
 from starlette.background import BackgroundTask
 
+from .calls import current, usage_of
 from .errors import APIError
+from .gate import Aborted
 from .translate import StreamTranslator
 
 SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
@@ -55,12 +57,18 @@ def closer(ctx: Any) -> BackgroundTask:
     return BackgroundTask(ctx.__aexit__, None, None, None)
 
 
-def relayed(ctx: Any, resp: httpx.Response) -> StreamingResponse:
+def relayed(ctx: Any, resp: httpx.Response, headers: dict[str, str] | None = None) -> StreamingResponse:
     """An open upstream stream passed on byte for byte; a break mid-way ends it with an error event."""
+
+    call = current()
 
     async def gen() -> AsyncIterator[bytes]:
         try:
             async for chunk in resp.aiter_bytes():
+                if call is not None:
+                    call.first_token()
+                    if b'"usage"' in chunk and (usage := usage_of(chunk)) is not None:
+                        call.usage = usage
                 yield chunk
         except httpx.HTTPError as exc:
             err = APIError(502, f"Upstream stream broke off ({type(exc).__name__}).", code="upstream_stream_error")
@@ -69,7 +77,38 @@ def relayed(ctx: Any, resp: httpx.Response) -> StreamingResponse:
             await ctx.__aexit__(None, None, None)
 
     media = resp.headers.get("content-type", "text/event-stream")
-    return StreamingResponse(gen(), media_type=media, headers=SSE_HEADERS, background=closer(ctx))
+    return StreamingResponse(
+        gen(), media_type=media, headers={**SSE_HEADERS, **(headers or {})}, background=closer(ctx)
+    )
+
+
+async def translate_events(
+    resp: httpx.Response, translator: StreamTranslator, chunk_error: Callable[[dict[str, Any]], APIError]
+) -> AsyncIterator[tuple[list[dict[str, Any]], bool]]:
+    """An open chat completions stream as Responses events: (events, last) per upstream chunk, the last
+    batch ending the Response (completed, incomplete or failed). `chunk_error` maps an error a chunk
+    carries (OpenRouter sends one with status 200 once a model has started)."""
+    yield translator.start(), False
+    try:
+        async for data in sse_data(resp):
+            if data == b"[DONE]":
+                yield translator.finish(), True
+                return
+            chunk = orjson.loads(data)
+            if chunk.get("error"):
+                yield translator.fail(chunk_error(chunk).message), True
+                return
+            yield translator.feed(chunk), False
+    except Aborted as exc:
+        yield translator.fail(str(exc), "policy_update"), True
+        return
+    except (httpx.HTTPError, orjson.JSONDecodeError) as exc:
+        yield translator.fail(f"Upstream stream broke off ({type(exc).__name__})."), True
+        return
+    yield translator.fail("Upstream stream ended before it was complete."), True
+
+
+Done = Callable[[dict[str, Any]], Awaitable[None]]
 
 
 def translated(
@@ -78,33 +117,29 @@ def translated(
     translator: StreamTranslator,
     chunk_error: Callable[[dict[str, Any]], APIError],
     headers: dict[str, str] | None = None,
+    done: Done | None = None,
 ) -> StreamingResponse:
-    """An open chat completions stream as Responses events. `chunk_error` maps an error a chunk carries
-    (OpenRouter sends one with status 200 once a model has started)."""
+    """The translated stream as our reply. `done` runs with the final Response before its last events go
+    out (stored responses: what the client hears the end of is stored)."""
+
+    call = current()
 
     async def gen() -> AsyncIterator[bytes]:
         # The events one upstream chunk turns into go out as one write: one send through uvicorn and
         # the gateway instead of one per event (the first token comes with 3 more events around it).
+        started = False
         try:
-            yield sse_events(translator.start())
-            done = False
-            async for data in sse_data(resp):
-                if data == b"[DONE]":
-                    done = True
-                    break
-                chunk = orjson.loads(data)
-                if chunk.get("error"):
-                    yield sse_events(translator.fail(chunk_error(chunk).message))
-                    return
-                out = sse_events(translator.feed(chunk))
-                if out:
-                    yield out
-            if not done:
-                yield sse_events(translator.fail("Upstream stream ended before it was complete."))
-                return
-            yield sse_events(translator.finish())
-        except (httpx.HTTPError, orjson.JSONDecodeError) as exc:
-            yield sse_events(translator.fail(f"Upstream stream broke off ({type(exc).__name__})."))
+            async for events, last in translate_events(resp, translator, chunk_error):
+                if last:
+                    if call is not None:
+                        call.answered(translator.response)
+                    if done is not None:
+                        await done(translator.response)
+                elif started and events and call is not None:
+                    call.first_token()
+                started = True
+                if events:
+                    yield sse_events(events)
         finally:
             await ctx.__aexit__(None, None, None)
 

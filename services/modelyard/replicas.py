@@ -18,10 +18,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
@@ -32,6 +34,8 @@ from .errors import APIError
 from .policy import Policy
 
 log = logging.getLogger("modelyard")
+
+Discovery = Callable[[], Awaitable[list[str]]]  # the members' base URLs now (dns_discovery)
 
 SESSION_HEADER = "x-session-id"
 COOKIE = "modelyard-replica"
@@ -86,26 +90,83 @@ class ReplicaSet:
         probe: Probe,
         probe_interval: float = 2.0,
         session_table_size: int = 100_000,
+        rebalance_factor: float = 0.0,
+        discover: Discovery | None = None,
     ) -> None:
-        self.name, self.policy, self.clock = name, policy, policy.clock
-        self.replicas = [
-            Endpoint(u, CircuitBreaker(policy.breaker_failures, policy.breaker_cooldown, policy.clock), conn, i)
-            for i, u in enumerate(base_urls)
-        ]
+        self.name, self.policy, self.clock, self.conn = name, policy, policy.clock, conn
+        self.replicas: list[Endpoint] = []  # the members, in the order they joined
+        self.by_index: dict[int, Endpoint] = {}  # every member by its index (stable: sessions and cookies hold it)
+        self.draining: dict[int, Endpoint] = {}  # left the set, finishing what they carry
+        self.sources: dict[int, str] = {}  # how each member joined: "static", "dns", "registered"
+        self.weights: dict[int, float] = {}
+        self.labels: dict[int, dict[str, str]] = {}
+        self._next = 0
         self.endpoints = self.replicas
         self.probe, self.probe_interval = probe, probe_interval
         self.sessions: OrderedDict[str, int] = OrderedDict()
         self.session_table_size = session_table_size
+        # A session moves off its replica when that one carries more than this many times the in-flight
+        # requests of the least-loaded one (0: sessions never move while their replica is up).
+        self.rebalance_factor = rebalance_factor
+        self.discover = discover
         self._rr = 0
         self._task: asyncio.Task[None] | None = None
-        metrics.watch(metrics.CIRCUIT_STATE, name, lambda: min(r.breaker.state for r in self.replicas))
+        metrics.watch(metrics.CIRCUIT_STATE, name, lambda: min((r.breaker.state for r in self.replicas), default=0))
         metrics.SESSIONS.labels(name).set_function(lambda: len(self.sessions))
+        for url in base_urls:
+            self.add(url, "static")
+
+    @property
+    def dynamic(self) -> bool:
+        """Members may come and go (DNS discovery, registration): routing is set up even for one."""
+        return self.discover is not None
+
+    def add(self, url: str, source: str, weight: float = 1.0, labels: dict[str, str] | None = None) -> Endpoint:
+        """A member joins (probed before it takes requests, unless it is a static one known at start)."""
+        url = url.rstrip("/")
         for r in self.replicas:
-            r.breaker.on_open = lambda: metrics.CIRCUIT_OPENED.labels(name).inc()
-            metrics.REPLICA_HEALTHY.labels(name, r.label, r.host).set_function(
-                lambda r=r: 1.0 if r.available(self.clock()) else 0.0
-            )
-            metrics.REPLICA_IN_FLIGHT.labels(name, r.label).set_function(lambda r=r: r.in_flight)
+            if r.base_url == url:
+                self.weights[r.index], self.labels[r.index] = weight, labels or {}
+                return r
+        p = self.policy
+        r = Endpoint(url, CircuitBreaker(p.breaker_failures, p.breaker_cooldown, p.clock), self.conn, self._next)
+        self._next += 1
+        if source != "static":
+            r.healthy, r.detail = False, "joined, not probed yet"
+        r.breaker.on_open = lambda: metrics.CIRCUIT_OPENED.labels(self.name).inc()
+        metrics.REPLICA_HEALTHY.labels(self.name, r.label, r.host).set_function(
+            lambda r=r: 1.0 if r.available(self.clock()) else 0.0
+        )
+        metrics.REPLICA_IN_FLIGHT.labels(self.name, r.label).set_function(lambda r=r: r.in_flight)
+        self.replicas.append(r)
+        self.by_index[r.index] = r
+        self.sources[r.index], self.weights[r.index], self.labels[r.index] = source, weight, labels or {}
+        if source != "static":
+            log.info("replica %s (%s) joined (%s)", r.label, r.host, source, extra={"backend": self.name})
+        return r
+
+    def remove(self, url: str) -> Endpoint | None:
+        """A member leaves: no new requests; what it carries finishes (then its pool closes); its sessions
+        move on their next request."""
+        url = url.rstrip("/")
+        for r in self.replicas:
+            if r.base_url == url:
+                self.replicas.remove(r)
+                self.draining[r.index] = r
+                log.info("replica %s (%s) left: draining %d in flight", r.label, r.host, r.in_flight,
+                         extra={"backend": self.name})  # fmt: skip
+                return r
+        return None
+
+    async def _reap(self) -> None:
+        """Close the pools of members that left once they carry nothing."""
+        for index, r in list(self.draining.items()):
+            if r.in_flight == 0:
+                del self.draining[index]
+                self.by_index.pop(index, None)
+                metrics.REPLICA_HEALTHY.remove(self.name, r.label, r.host)
+                metrics.REPLICA_IN_FLIGHT.remove(self.name, r.label)
+                await r.aclose()
 
     @property
     def base_url(self) -> str:
@@ -122,7 +183,7 @@ class ReplicaSet:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        for r in self.replicas:
+        for r in [*self.replicas, *self.draining.values()]:
             await r.aclose()
 
     async def _probe_loop(self) -> None:
@@ -130,8 +191,25 @@ class ReplicaSet:
             await asyncio.sleep(self.probe_interval)
             await self.probe_all()
 
+    async def refresh(self) -> None:
+        """Ask discovery who the members are now: new ones join, vanished ones drain."""
+        if self.discover is None:
+            return
+        try:
+            urls = await self.discover()
+        except Exception as exc:  # noqa: BLE001 - keep the members we have; say why
+            log.warning("replica discovery failed: %s", exc, extra={"backend": self.name})
+            return
+        current = {r.base_url for r in self.replicas if self.sources[r.index] == "dns"}
+        for url in sorted(set(urls) - current):
+            self.add(url, "dns")
+        for url in sorted(current - set(urls)):
+            self.remove(url)
+
     async def probe_all(self) -> None:
+        await self.refresh()
         await asyncio.gather(*(self._probe_one(r) for r in self.replicas))
+        await self._reap()
 
     async def _probe_one(self, r: Endpoint) -> None:
         try:
@@ -160,6 +238,22 @@ class ReplicaSet:
         states = "; ".join(f"{r.label} {r.host}: {'up' if r in up else 'out'} ({r.detail})" for r in self.replicas)
         return bool(up), f"{len(up)}/{len(self.replicas)} replicas up: {states}"
 
+    def describe(self) -> list[dict[str, Any]]:
+        """Every member and what it is doing (GET /admin/replicas)."""
+        now = self.clock()
+        sessions: dict[int, int] = {}
+        for index in self.sessions.values():
+            sessions[index] = sessions.get(index, 0) + 1
+        members = [(r, "member") for r in self.replicas] + [(r, "draining") for r in self.draining.values()]
+        return [
+            {
+                "index": r.index, "url": r.base_url, "source": self.sources[r.index], "state": state,
+                "healthy": r.available(now), "detail": r.detail, "in_flight": r.in_flight,
+                "sessions": sessions.get(r.index, 0), "weight": self.weights[r.index], "labels": self.labels[r.index],
+            }
+            for r, state in members
+        ]  # fmt: skip
+
     # -- the upstream's questions, per attempt ------------------------------------------------------
     def admit(self) -> None:
         now = self.clock()
@@ -179,7 +273,7 @@ class ReplicaSet:
         """The session's replica where it is available and not tried yet, else the least-loaded available
         one not tried (ties in turn), else any available one; None when every replica is out."""
         now = self.clock()
-        reps = self.replicas
+        reps, weights = self.replicas, self.weights
         while True:
             avail = [r for r in reps if r.available(now)]
             if not avail:
@@ -187,13 +281,14 @@ class ReplicaSet:
             want = None
             if route is not None:
                 want = self.sessions.get(route.session) if route.session is not None else route.cookie
-            if want is not None and want not in tried and reps[want] in avail:
-                chosen = reps[want]
+            sticky = self.by_index.get(want) if want is not None and want not in tried else None
+            if sticky is not None and sticky in avail and not self._overloaded(sticky, avail):
+                chosen = sticky
             else:
                 fresh = [r for r in avail if r.index not in tried] or avail
                 self._rr += 1
-                n, rr = len(reps), self._rr
-                chosen = min(fresh, key=lambda r: (r.in_flight, (r.index - rr) % n))
+                n, rr = self._next or 1, self._rr
+                chosen = min(fresh, key=lambda r: (r.in_flight / weights[r.index], (r.index - rr) % n))
             if chosen.breaker.allow():
                 if tried and chosen.index not in tried:
                     for t in tried:
@@ -203,6 +298,14 @@ class ReplicaSet:
             tried = tried | {chosen.index}
             if all(r.index in tried for r in avail):
                 return None
+
+    def _overloaded(self, r: Endpoint, avail: list[Endpoint]) -> bool:
+        """Is the session's replica so much busier than the least-loaded one that the session should move?"""
+        factor = self.rebalance_factor
+        if not factor or len(avail) < 2:
+            return False
+        least = min(x.in_flight / self.weights[x.index] for x in avail)
+        return r.in_flight / self.weights[r.index] > factor * max(least, 1.0)
 
     def failed(self, r: Endpoint, exc: httpx.TransportError) -> None:
         metrics.REPLICA_REQUESTS.labels(self.name, r.label, type(exc).__name__).inc()
@@ -252,6 +355,23 @@ class ReplicaSet:
 
         resp.stream = _Released(resp.stream, release)
         return resp
+
+
+def dns_discovery(url: str) -> Discovery:
+    """MODELYARD_UPSTREAM_DNS: a base URL whose host name resolves to every replica (a compose service
+    scaled up, Swarm's `tasks.<service>`, a Kubernetes headless Service); each address is a member."""
+    parts = urlsplit(url)
+    host, port = parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)
+
+    async def discover() -> list[str]:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        addrs = sorted({info[4][0] for info in infos})
+        return [
+            urlunsplit((parts.scheme, f"[{a}]:{port}" if ":" in a else f"{a}:{port}", parts.path, "", ""))
+            for a in addrs
+        ]
+
+    return discover
 
 
 # ---------------------------------------------------------------- the HTTP side

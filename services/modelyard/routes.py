@@ -6,13 +6,18 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, WebSocket
 from fastapi.responses import Response
+from starlette.requests import HTTPConnection
 
 from . import metrics
+from .admin import ADMIN_HEADER, AdminService
+from .calls import current
 from .errors import APIError, invalid
 from .messages_serving import MessagesService
 from .serving import ChatService, ResponsesService, Serving, json_response
+from .sockets import serve_socket
+from .state import OPEN_SCOPE, SCOPE_HEADER, StateService
 
 router = APIRouter()
 
@@ -39,10 +44,22 @@ def too_large(limit: int) -> APIError:
     return APIError(413, msg, code="request_too_large", type="invalid_request_error")
 
 
-def forwarded(request: Request) -> dict[str, str]:
+def forwarded(request: HTTPConnection) -> dict[str, str]:
     """Request headers passed upstream: the request id, for tracing one request end to end."""
     rid = request.headers.get("x-request-id")
     return {"x-request-id": rid} if rid else {}
+
+
+def scope(request: HTTPConnection) -> str:
+    """The caller's key id, as the gateway names it (never the key): what stored objects belong to."""
+    return request.headers.get(SCOPE_HEADER) or OPEN_SCOPE
+
+
+def state(request: Request) -> StateService:
+    found = responses(request).state
+    if found is None:
+        raise APIError(404, "Nothing is stored on this adapter (MODELYARD_STORE_URL is not set).", code="not_found")
+    return found
 
 
 def serving(request: Request) -> Serving:
@@ -62,7 +79,13 @@ def messages(request: Request) -> MessagesService:
 
 
 async def body_of(request: Request) -> dict[str, Any]:
-    return await read_json(request, serving(request).settings.max_body_bytes)
+    body = await read_json(request, serving(request).settings.max_body_bytes)
+    if (call := current()) is not None:  # what accounting and capture say of this request
+        model = body.get("model")
+        call.model = model if isinstance(model, str) else None
+        if call.rollout is not None and request.app.state.capture is not None:
+            call.request = orjson.loads(await request.body())  # as sent: serving changes `body`
+    return body
 
 
 # -- health ---------------------------------------------------------------------------------------
@@ -94,30 +117,160 @@ async def create_chat_completion(request: Request) -> Response:
 
 @router.post("/v1/responses")
 async def create_response(request: Request) -> Response:
-    return await responses(request).create(await body_of(request), forwarded(request))
+    return await responses(request).create(await body_of(request), forwarded(request), scope(request))
 
 
-# Stored responses: relayed where the upstream keeps them (OpenAI, Azure).
+@router.websocket("/v1/responses")
+async def responses_socket(ws: WebSocket) -> None:
+    """WebSocket mode (sockets.py): `response.create` messages in, the stream's events out."""
+    await serve_socket(ws.app.state.responses, ws, scope(ws), forwarded(ws))
+
+
+# Stored responses: from the local store, or relayed where the upstream keeps them (OpenAI, Azure).
+async def _stored(request: Request, method: str, sub: str) -> Response:
+    return await responses(request).stored(method, sub, request.query_params, forwarded(request), scope(request))
+
+
 @router.get("/v1/responses/{response_id}")
 async def get_response(request: Request, response_id: str) -> Response:
-    return await responses(request).stored("GET", f"/{response_id}", request.query_params, forwarded(request))
+    return await _stored(request, "GET", f"/{response_id}")
 
 
 @router.delete("/v1/responses/{response_id}")
 async def delete_response(request: Request, response_id: str) -> Response:
-    return await responses(request).stored("DELETE", f"/{response_id}", request.query_params, forwarded(request))
+    return await _stored(request, "DELETE", f"/{response_id}")
 
 
 @router.post("/v1/responses/{response_id}/cancel")
 async def cancel_response(request: Request, response_id: str) -> Response:
-    sub = f"/{response_id}/cancel"
-    return await responses(request).stored("POST", sub, request.query_params, forwarded(request))
+    return await _stored(request, "POST", f"/{response_id}/cancel")
 
 
 @router.get("/v1/responses/{response_id}/input_items")
 async def list_input_items(request: Request, response_id: str) -> Response:
-    sub = f"/{response_id}/input_items"
-    return await responses(request).stored("GET", sub, request.query_params, forwarded(request))
+    return await _stored(request, "GET", f"/{response_id}/input_items")
+
+
+# -- conversations (the local store) ---------------------------------------------------------------
+@router.post("/v1/conversations")
+async def create_conversation(request: Request) -> Response:
+    return json_response(await state(request).create_conversation(await body_of(request), scope(request)))
+
+
+@router.get("/v1/conversations/{conversation_id}")
+async def get_conversation(request: Request, conversation_id: str) -> Response:
+    return json_response(await state(request).conversation(conversation_id, scope(request)))
+
+
+@router.post("/v1/conversations/{conversation_id}")
+async def update_conversation(request: Request, conversation_id: str) -> Response:
+    body = await body_of(request)
+    return json_response(await state(request).update_conversation(conversation_id, body, scope(request)))
+
+
+@router.delete("/v1/conversations/{conversation_id}")
+async def delete_conversation(request: Request, conversation_id: str) -> Response:
+    return json_response(await state(request).delete_conversation(conversation_id, scope(request)))
+
+
+@router.get("/v1/conversations/{conversation_id}/items")
+async def list_conversation_items(request: Request, conversation_id: str) -> Response:
+    items = await state(request).conversation_items(conversation_id, scope(request), request.query_params)
+    return json_response(items)
+
+
+@router.post("/v1/conversations/{conversation_id}/items")
+async def create_conversation_items(request: Request, conversation_id: str) -> Response:
+    body = await body_of(request)
+    return json_response(await state(request).add_conversation_items(conversation_id, body, scope(request)))
+
+
+@router.get("/v1/conversations/{conversation_id}/items/{item_id}")
+async def get_conversation_item(request: Request, conversation_id: str, item_id: str) -> Response:
+    return json_response(await state(request).conversation_item(conversation_id, item_id, scope(request)))
+
+
+@router.delete("/v1/conversations/{conversation_id}/items/{item_id}")
+async def delete_conversation_item(request: Request, conversation_id: str, item_id: str) -> Response:
+    return json_response(await state(request).delete_conversation_item(conversation_id, item_id, scope(request)))
+
+
+# -- admin: replicas, pause/resume for weight updates (admin.py) -------------------------------------
+def admin(request: Request) -> AdminService:
+    service: AdminService = request.app.state.admin
+    service.check(request.headers.get(ADMIN_HEADER))
+    return service
+
+
+async def optional_body(request: Request) -> dict[str, Any]:
+    return await body_of(request) if await request.body() else {}
+
+
+@router.get("/admin/replicas")
+async def list_replicas(request: Request) -> Response:
+    return json_response(admin(request).replicas())
+
+
+@router.post("/admin/replicas")
+async def register_replica(request: Request) -> Response:
+    service = admin(request)
+    return json_response(await service.register(await body_of(request)))
+
+
+@router.delete("/admin/replicas")
+async def deregister_replica(request: Request) -> Response:
+    service = admin(request)
+    body = await optional_body(request) or dict(request.query_params)
+    return json_response(await service.deregister(body))
+
+
+@router.post("/admin/pause")
+async def pause(request: Request) -> Response:
+    service = admin(request)
+    return json_response(await service.pause(await optional_body(request)))
+
+
+@router.post("/admin/resume")
+async def resume(request: Request) -> Response:
+    service = admin(request)
+    return json_response(service.resume(await optional_body(request)))
+
+
+# -- usage and captured rollouts (usage.py, capture.py), for the admin key -----------------------------
+@router.get("/v1/usage")
+async def usage(request: Request) -> Response:
+    admin(request)
+    return json_response(await request.app.state.ledger.report(request.query_params))
+
+
+@router.get("/v1/rollouts/{rollout_id}")
+async def rollout(request: Request, rollout_id: str) -> Response:
+    admin(request)
+    capture = request.app.state.capture
+    if capture is None:
+        raise APIError(404, "Capture is off: set MODELYARD_CAPTURE=true (and MODELYARD_STORE_URL).", code="not_found")
+    calls = await capture.calls(rollout=rollout_id)
+    return json_response({"object": "list", "rollout_id": rollout_id, "data": calls})
+
+
+@router.get("/v1/rollouts")
+async def rollouts(request: Request) -> Response:
+    """Captured calls by time range (`since`, `until`: Unix seconds) and/or key id (`key`), in order."""
+    admin(request)
+    capture = request.app.state.capture
+    if capture is None:
+        raise APIError(404, "Capture is off: set MODELYARD_CAPTURE=true (and MODELYARD_STORE_URL).", code="not_found")
+    q = request.query_params
+    bounds = {}
+    for name in ("since", "until"):
+        raw = q.get(name)
+        if raw is not None:
+            try:
+                bounds[name] = float(raw)
+            except ValueError:
+                raise invalid(f"'{name}' must be a Unix time in seconds.", name) from None
+    calls = await capture.calls(rollout=q.get("rollout_id"), scope=q.get("key"), **bounds)
+    return json_response({"object": "list", "data": calls})
 
 
 # Anthropic's Messages API (messages_serving.py); errors on these paths are in Anthropic's format (app.py).

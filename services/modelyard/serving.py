@@ -8,24 +8,36 @@ A new API surface (Anthropic's `/v1/messages`, say) is one more service here and
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
-from fastapi.responses import Response
+from fastapi.responses import Response, StreamingResponse
 
 from . import metrics, relay
 from .backends import Backend
+from .calls import current
 from .errors import APIError, invalid
-from .translate import StreamTranslator, chat_to_response, new_response_id, overflow_response, responses_to_chat
-from .translate.schema import check_schema
+from .state import OPEN_SCOPE, TERMINAL, StateService, Turn
+from .translate import (
+    StreamTranslator,
+    Translation,
+    check_responses_request,
+    new_response_id,
+    responses_to_chat,
+    sizes,
+)
 from .upstream import Upstream
 
 log = logging.getLogger("modelyard")
 
 JSON = "application/json"
 DROPPED_HEADER = "x-modelyard-dropped-params"
+VERSION_HEADER = "x-modelyard-policy-version"  # the policy version that produced the reply (gate.py)
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -33,45 +45,9 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
 
 
 def check_sizes(body: dict[str, Any], settings: Any, items_key: str) -> None:
-    """Bounds on what one request may carry (MODELYARD_MAX_INPUT_ITEMS, MODELYARD_MAX_TOOLS): a 400 naming
-    the field, before any translation work. Also the list fields' types, which chat requests are relayed
-    with unchecked otherwise."""
-    for key, limit, setting in (
-        (items_key, settings.max_input_items, "MODELYARD_MAX_INPUT_ITEMS"),
-        ("tools", settings.max_tools, "MODELYARD_MAX_TOOLS"),
-    ):
-        value = body.get(key)
-        if value is None or (key == "input" and isinstance(value, str)):
-            continue
-        if not isinstance(value, list):
-            accepted = "a string or an array of input items" if key == "input" else "an array"
-            msg = f"'{key}' must be {accepted}, got {_json_type(value)}."
-            raise invalid(msg, param=key, code="invalid_type")
-        if limit and len(value) > limit:
-            msg = f"'{key}' has {len(value)} entries; at most {limit} are allowed ({setting})."
-            raise invalid(msg, param=key, code="array_above_max_length")
-    if body.get("stream") not in (None, True, False):  # a truthy list would otherwise start a stream
-        raise invalid("'stream' must be a boolean (true or false).", param="stream", code="invalid_type")
-    if items_key == "messages":  # chat tools go to the engine as they are: a bad schema is a 400 here, not its 500
-        for i, tool in enumerate(body.get("tools") or []):
-            if not isinstance(tool, dict) or not isinstance(tool.get("function", {}), dict):
-                raise invalid(f"'tools[{i}]' must be an object.", param=f"tools[{i}]", code="invalid_type")
-            nested = "function" in tool  # some backends also take Responses' flat tools here
-            fn = tool["function"] if nested else tool
-            if fn.get("parameters") is not None:
-                check_schema(
-                    fn["parameters"], f"tools[{i}].function.parameters" if nested else f"tools[{i}].parameters"
-                )
-
-
-def _json_type(value: Any) -> str:
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    return "an object" if isinstance(value, dict) else type(value).__name__
+    """Bounds on what one request may carry (MODELYARD_MAX_INPUT_ITEMS, MODELYARD_MAX_TOOLS) and the list
+    fields' types, before any translation work (translate/sizes.py)."""
+    sizes.check_sizes(body, settings.max_input_items, settings.max_tools, items_key)
 
 
 class Serving:
@@ -82,17 +58,24 @@ class Serving:
         self.settings = backend.settings
         self._last_ready: tuple[bool, str] = (True, "")
 
+    def stamped(self, headers: dict[str, str] | None = None) -> dict[str, str]:
+        """Reply headers with the policy version in force when the generation was dispatched."""
+        version = self.upstream.gate.version
+        return {**(headers or {}), VERSION_HEADER: version} if version else headers or {}
+
     async def relay(self, method: str, path: str, body: Any, headers: dict[str, str], params: Any = None) -> Response:
         """The upstream's 200 JSON reply passed on as it is (its usage counted)."""
         reply = await self.upstream.call(method, path, body, headers=headers, params=params)
         metrics.count_usage(self.name, reply.json)
-        return Response(reply.content, media_type=JSON)
+        if (call := current()) is not None:
+            call.answered(reply.json)
+        return Response(reply.content, media_type=JSON, headers=self.stamped())
 
     async def relay_stream(
         self, path: str, body: Any, headers: dict[str, str], method: str = "POST", params: Any = None
     ) -> Response:
         ctx, resp = await self.upstream.open(method, path, body, headers=headers, params=params)
-        return relay.relayed(ctx, resp)
+        return relay.relayed(ctx, resp, self.stamped())
 
     async def models(self, headers: dict[str, str]) -> Response:
         return await self.relay("GET", self.backend.models_path, None, headers)
@@ -124,76 +107,218 @@ class ChatService(Serving):
 
 
 class ResponsesService(Serving):
-    """`/v1/responses`: relayed to a backend that serves it, else translated over chat completions."""
+    """`/v1/responses`: relayed to a backend that serves it, else translated over chat completions; with
+    a store (state.py), `previous_response_id`, `conversation`, `store` and `background` are honoured."""
 
-    async def create(self, body: dict[str, Any], headers: dict[str, str]) -> Response:
+    state: StateService | None = None  # set at start when MODELYARD_STORE_URL names a store
+
+    async def create(self, body: dict[str, Any], headers: dict[str, str], scope: str = OPEN_SCOPE) -> Response:
         check_sizes(body, self.settings, "input")
         self.settings.check_model(body)
         with metrics.track(self.name, "responses"):
-            try:
-                if self.backend.native_responses:
-                    return await self.native(body, headers)
-                return await self.translated(body, headers)
-            except APIError as err:
-                if err.code != "context_length_exceeded" or self.backend.options.context_overflow != "incomplete":
-                    raise
-                return self.overflow(body, err)
+            if self.backend.native_responses:
+                return await self.native(body, headers)
+            turn = await self.state.prepare(body, scope) if self.state else None
+            if turn is not None and turn.background:
+                return await self.background(body, headers, turn)
+            return await self.translated(body, headers, turn)
+
+    def overflows(self, err: APIError) -> bool:
+        return err.code == "context_length_exceeded" and self.backend.options.context_overflow == "incomplete"
 
     async def native(self, body: dict[str, Any], headers: dict[str, str]) -> Response:
+        check_responses_request(body)  # the value checks every backend applies
         self.backend.prepare_responses(body)
-        if body.get("stream"):
-            return await self.relay_stream(self.backend.responses_path, body, headers)
-        return await self.relay("POST", self.backend.responses_path, body, headers)
+        try:
+            if body.get("stream"):
+                return await self.relay_stream(self.backend.responses_path, body, headers)
+            return await self.relay("POST", self.backend.responses_path, body, headers)
+        except APIError as err:
+            if not self.overflows(err):
+                raise
+            chat = Translation({}, [], echo={"model": body.get("model")}, opts=self.backend.options)
+            return await self.overflow(chat, bool(body.get("stream")), err, None, {})
 
-    async def translated(self, body: dict[str, Any], headers: dict[str, str]) -> Response:
-        """The backend hooks in their order (backends/base.py), then the upstream, then the reply."""
+    def translate(self, body: dict[str, Any], turn: Turn | None) -> tuple[Translation, dict[str, str]]:
+        """Hooks 1-3 (backends/base.py): the chat request, and the header naming what was dropped."""
         backend = self.backend
         extras = backend.take_extras(body)  # 1
         chat = responses_to_chat(body, backend.options)  # 2
         chat.body.update(extras)
         backend.prepare_chat(chat.body)  # 3
-        dropped = {DROPPED_HEADER: ",".join(chat.dropped)} if chat.dropped else {}
+        if turn is not None:
+            turn.echo(chat.echo)  # every Response of this request says what was done with it
+        return chat, {DROPPED_HEADER: ",".join(chat.dropped)} if chat.dropped else {}
+
+    async def translated(self, body: dict[str, Any], headers: dict[str, str], turn: Turn | None) -> Response:
+        """The backend hooks in their order (backends/base.py), then the upstream, then the reply."""
+        backend = self.backend
+        chat, dropped = self.translate(body, turn)
         try:
             await backend.before_chat(self.upstream, chat)  # 4
             path = backend.chat_url(chat.body)  # 5
-            response_id, created_at = new_response_id(), int(time.time())
             if body.get("stream"):
+                translator = chat.stream(new_response_id(), int(time.time()))
                 ctx, resp = await self.upstream.open("POST", path, chat.body, headers=headers)
-                translator = StreamTranslator(
-                    body, response_id=response_id, created_at=created_at, opts=backend.options
-                )
-                return relay.translated(ctx, resp, translator, lambda c: backend.error(500, c), dropped)
+                done = functools.partial(self.state.save, turn) if self.state and turn else None
+                self.versioned(translator.response)
+                stamped = self.stamped(dropped)
+                return relay.translated(ctx, resp, translator, lambda c: backend.error(500, c), stamped, done)
             reply = await self.upstream.call("POST", path, chat.body, headers=headers)
         except APIError as err:
+            if self.overflows(err):
+                return await self.overflow(chat, bool(body.get("stream")), err, turn, dropped)
             err.headers.update(dropped)  # what was dropped is said on an error reply too
             raise
         metrics.count_usage(self.name, reply.json)
-        out = chat_to_response(reply.json, body, response_id=response_id, created_at=created_at, opts=backend.options)
-        return json_response(out, headers=dropped)
+        out = chat.reply(reply.json, response_id=new_response_id(), created_at=int(time.time()))
+        self.versioned(out)
+        if (call := current()) is not None:
+            call.answered(out)
+        if self.state and turn:
+            await self.state.save(turn, out)
+        return json_response(out, headers=self.stamped(dropped))
 
-    def overflow(self, body: dict[str, Any], err: APIError) -> Response:
+    def versioned(self, response: dict[str, Any]) -> None:
+        """A Response says which policy version produced it in its metadata (once a resume named one)."""
+        version = self.upstream.gate.version
+        if version:
+            response["metadata"] = {**(response.get("metadata") or {}), "policy_version": version}
+
+    async def overflow(
+        self, chat: Translation, stream: bool, err: APIError, turn: Turn | None, headers: dict[str, str]
+    ) -> Response:
         """context_overflow="incomplete" (NeMo Gym's behaviour): an input the model has no room for is an
         `incomplete` Response with no output, streamed or not as asked, instead of a 400."""
         log.info(
-            "context overflow answered as an incomplete response", extra={"backend": self.name, "error": err.message}
+            "context overflow answered as an incomplete response", extra={"backend": self.name, "why": err.message}
         )
-        response_id, created_at = new_response_id(), int(time.time())
-        headers = {k: v for k, v in err.headers.items() if k == DROPPED_HEADER}
-        if body.get("stream"):
-            translator = StreamTranslator(
-                body, response_id=response_id, created_at=created_at, opts=self.backend.options
-            )
-            events = relay.sse_events(translator.overflow())
-            return Response(events, media_type="text/event-stream", headers={**relay.SSE_HEADERS, **headers})
-        return json_response(overflow_response(body, response_id=response_id, created_at=created_at), headers=headers)
+        events = chat.overflow_events(response_id=new_response_id(), created_at=int(time.time()))
+        if self.state and turn:
+            await self.state.save(turn, events[-1]["response"])
+        if stream:
+            body = relay.sse_events(events)
+            return Response(body, media_type="text/event-stream", headers={**relay.SSE_HEADERS, **headers})
+        return json_response(events[-1]["response"], headers=headers)
 
-    async def stored(self, method: str, sub: str, params: Any, headers: dict[str, str]) -> Response:
-        """GET/DELETE /v1/responses/{id}, cancel, input_items: relayed where the upstream keeps responses."""
+    # -- background mode --------------------------------------------------------------------------------
+    async def background(self, body: dict[str, Any], headers: dict[str, str], turn: Turn) -> Response:
+        """Created `queued` and run in this adapter, apart from the client's connection: polled with GET,
+        cancelled with /cancel; with `stream`, the events go to the client as they come and to the store,
+        where `GET ?stream=true&starting_after=N` resumes them."""
+        assert self.state is not None
+        client_stream = bool(body.get("stream"))
+        body["stream"] = True  # the engine streams either way: the events are what is stored
+        chat, dropped = self.translate(body, turn)  # a bad request is a 400 now, not a failed response later
+        translator = chat.stream(new_response_id(), int(time.time()))
+        queued = dict(translator.response, status="queued", output=[])
+        await self.state.save(turn, queued)
+        feed: asyncio.Queue[list[dict[str, Any]] | None] | None = asyncio.Queue() if client_stream else None
+        rid = queued["id"]
+        self.state.tasks[rid] = asyncio.create_task(self._run(chat, headers, translator, turn, feed), name=rid)
+        if feed is None:
+            return json_response(queued, headers=dropped)
+        return StreamingResponse(_drain(feed), media_type="text/event-stream", headers={**relay.SSE_HEADERS, **dropped})
+
+    async def _run(
+        self, chat: Translation, headers: dict[str, str], translator: StreamTranslator, turn: Turn,
+        feed: asyncio.Queue[list[dict[str, Any]] | None] | None,
+    ) -> None:  # fmt: skip
+        state, backend, rid = self.state, self.backend, translator.response["id"]
+        assert state is not None
+        ctx = None
+        try:
+            await backend.before_chat(self.upstream, chat)
+            ctx, resp = await self.upstream.open("POST", backend.chat_url(chat.body), chat.body, headers=headers)
+            running = False
+            async for events, last in relay.translate_events(resp, translator, lambda c: backend.error(500, c)):
+                if last or not running:  # stored as in_progress once the engine answers, then as it ended
+                    running = True
+                    await state.save(turn, translator.response)
+                await self._publish(rid, events, feed)
+        except APIError as err:
+            await self._publish(rid, translator.fail(err.message, err.code or "server_error"), feed)
+            await state.save(turn, translator.response)
+        except asyncio.CancelledError:
+            raise  # cancel() or delete() stores what became of it
+        except Exception:
+            log.exception("background response %s failed", rid)
+            await self._publish(rid, translator.fail("Internal error in the modelyard adapter."), feed)
+            await state.save(turn, translator.response)
+        finally:
+            if ctx is not None:
+                await ctx.__aexit__(None, None, None)
+            if feed is not None:
+                feed.put_nowait(None)
+            state.tasks.pop(rid, None)
+
+    async def _publish(self, rid: str, events: list[dict[str, Any]], feed: asyncio.Queue | None) -> None:
+        if not events:
+            return
+        assert self.state is not None
+        await self.state.store.add_events(rid, events)
+        if feed is not None:
+            feed.put_nowait(events)
+
+    # -- stored responses ---------------------------------------------------------------------------------
+    async def stored(
+        self, method: str, sub: str, params: Any, headers: dict[str, str], scope: str = OPEN_SCOPE
+    ) -> Response:
+        """GET/DELETE /v1/responses/{id}, cancel, input_items: from the local store, or relayed where the
+        upstream keeps responses (OpenAI, Azure)."""
         backend = self.backend
-        if not (backend.native_responses and backend.stored_responses):
+        if backend.native_responses and backend.stored_responses:
+            path = backend.responses_path + sub
+            if method == "GET" and params.get("stream") == "true":  # resume a background stream
+                return await self.relay_stream(path, None, headers, method="GET", params=params)
+            return await self.relay(method, path, None, headers, params)
+        if self.state is None:
             msg = f"The {self.name} backend does not store responses: send the whole conversation as input instead."
             raise APIError(404, msg, code="response_not_found")
-        path = backend.responses_path + sub
-        if method == "GET" and params.get("stream") == "true":  # resume a background stream
-            return await self.relay_stream(path, None, headers, method="GET", params=params)
-        return await self.relay(method, path, None, headers, params)
+        return await self.local(method, sub, params, scope)
+
+    async def local(self, method: str, sub: str, params: Any, scope: str) -> Response:
+        state = self.state
+        assert state is not None
+        rid, _, action = sub.strip("/").partition("/")
+        if action == "cancel":
+            return json_response(await state.cancel(rid, scope))
+        if action == "input_items":
+            return json_response(await state.input_items(rid, scope, params))
+        if method == "DELETE":
+            return json_response(await state.delete(rid, scope))
+        rec = await state.get(rid, scope)
+        if params.get("stream") != "true":
+            return json_response(rec.response)
+        raw = params.get("starting_after") or "-1"
+        if not raw.lstrip("-").isdigit():
+            raise invalid(f"'starting_after' must be an event sequence number, got '{raw}'.", "starting_after")
+        return StreamingResponse(
+            _replay(state, rid, scope, int(raw)), media_type="text/event-stream", headers=relay.SSE_HEADERS
+        )
+
+
+async def _drain(feed: asyncio.Queue[list[dict[str, Any]] | None]) -> AsyncIterator[bytes]:
+    """A background stream's events as the runner publishes them; leaving early does not stop the run."""
+    while (events := await feed.get()) is not None:
+        yield relay.sse_events(events)
+
+
+_TERMINAL_EVENTS = frozenset({"response.completed", "response.failed", "response.incomplete"})
+
+
+async def _replay(state: StateService, rid: str, scope: str, after: int) -> AsyncIterator[bytes]:
+    """A stored response's events after `after`, then new ones as they are stored, until it ends (read
+    from the store, so any adapter sharing it can resume any stream)."""
+    while True:
+        events = await state.store.events_after(rid, after)
+        if events:
+            after = events[-1]["sequence_number"]
+            yield relay.sse_events(events)
+            if events[-1]["type"] in _TERMINAL_EVENTS:
+                return
+            continue
+        rec = await state.store.get_response(rid, scope)
+        if rec is None or rec.status in TERMINAL:
+            return
+        await asyncio.sleep(0.1)

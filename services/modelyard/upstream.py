@@ -26,9 +26,10 @@ from . import metrics
 from .breaker import CircuitBreaker
 from .endpoints import Connection, Endpoint, Endpoints, Probe, Single, Spec
 from .errors import APIError
+from .gate import ABORTED, Aborted, Gate
 from .limits import ConcurrencyLimit, QueueFull
 from .policy import OFF, Policy
-from .replicas import ROUTE, ReplicaSet
+from .replicas import ROUTE, Discovery, ReplicaSet
 from .retry import RETRY_STATUSES, RetryBudget, retry_after
 from .upstream_errors import upstream_error
 
@@ -132,6 +133,7 @@ class Upstream:
         self.endpoints = endpoints
         self.errors: ErrorMap = errors or _Plain()
         self.limit = ConcurrencyLimit(p.max_concurrency, p.queue_size)
+        self.gate = Gate()
         self.budget = RetryBudget(p.budget_ratio, p.budget_min, p.budget_window, p.clock)
         self._ttft = metrics.TTFT.labels(name)
         metrics.watch(metrics.UPSTREAM_IN_FLIGHT, name, lambda: self.limit.active)
@@ -263,20 +265,30 @@ class Upstream:
         self.endpoints.admit()  # fail fast while the circuit is open or no replica is up
         self.budget.deposit()
         held = False
+        limited = spec.method in _LIMITED_METHODS
+        gate, task = self.gate, asyncio.current_task()
         try:
             async with asyncio.timeout(p.total_timeout or None):
-                if spec.method in _LIMITED_METHODS:
+                if limited:
+                    await gate.wait()  # paused for a weight update: new generations wait here
                     await self._acquire()
                     held = True
+                    if not stream and task is not None:
+                        gate.calls.add(task)
                 resp = await self._attempts(spec, stream, start)
         except BaseException as exc:
             if held:
                 self.limit.release()
             if isinstance(exc, TimeoutError):
                 raise self._total_timeout() from None
+            if isinstance(exc, asyncio.CancelledError) and gate.aborting and task is not None and task.uncancel() == 0:
+                raise gate.aborted() from None
             raise
+        finally:
+            if task is not None:
+                gate.calls.discard(task)
         if stream and resp.status_code == 200:
-            resp.stream = _FirstByte(resp.stream, start, p.clock, self._ttft.observe)
+            resp.stream = _FirstByte(resp.stream, start, p.clock, self._ttft.observe, gate if limited else None)
         return resp, held
 
     async def _acquire(self) -> None:
@@ -402,18 +414,28 @@ class _FirstByte(httpx.AsyncByteStream):
     """A streamed body that reports when its first bytes arrived (time to first token, near enough:
     engines send the first chunk with the first token)."""
 
-    __slots__ = ("_inner", "_start", "_clock", "_observe")
+    __slots__ = ("_inner", "_start", "_clock", "_observe", "_gate")
 
-    def __init__(self, inner: Any, start: float, clock: Callable[[], float], observe: Callable[[float], None]) -> None:
-        self._inner, self._start, self._clock, self._observe = inner, start, clock, observe
+    def __init__(
+        self, inner: Any, start: float, clock: Callable[[], float], observe: Callable[[float], None], gate: Gate | None
+    ) -> None:
+        self._inner, self._start, self._clock, self._observe, self._gate = inner, start, clock, observe, gate
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        first = True
-        async for chunk in self._inner:
-            if first and chunk:
-                first = False
-                self._observe(self._clock() - self._start)
-            yield chunk
+        first, gate = True, self._gate
+        if gate is not None:
+            gate.streams += 1
+        try:
+            async for chunk in self._inner:
+                if first and chunk:
+                    first = False
+                    self._observe(self._clock() - self._start)
+                if gate is not None and gate.aborting:  # a weight update asked for in-flight work to end
+                    raise Aborted(ABORTED)
+                yield chunk
+        finally:
+            if gate is not None:
+                gate.streams -= 1
 
     async def aclose(self) -> None:
         await self._inner.aclose()
@@ -421,11 +443,13 @@ class _FirstByte(httpx.AsyncByteStream):
 
 def replica_set(
     base_urls: tuple[str, ...] | list[str], *, probe: Probe, probe_interval: float = 2.0,
-    session_table_size: int = 100_000, policy: Policy | None = None, name: str = "upstream",
-    errors: ErrorMap | None = None, **conn: Any,
+    session_table_size: int = 100_000, rebalance_factor: float = 0.0, discover: Discovery | None = None,
+    policy: Policy | None = None, name: str = "upstream", errors: ErrorMap | None = None, **conn: Any,
 ) -> Upstream:  # fmt: skip
-    """An upstream over several engine replicas (docs/replicas.md)."""
+    """An upstream over several engine replicas (docs/replicas.md), fixed or discovered (docs/fleet.md)."""
     p = policy or OFF
-    eps = ReplicaSet(base_urls, Connection(**conn), p, name, probe=probe, probe_interval=probe_interval,
-                     session_table_size=session_table_size)  # fmt: skip
+    eps = ReplicaSet(
+        base_urls, Connection(**conn), p, name, probe=probe, probe_interval=probe_interval,
+        session_table_size=session_table_size, rebalance_factor=rebalance_factor, discover=discover,
+    )  # fmt: skip
     return Upstream(endpoints=eps, policy=p, name=name, errors=errors)

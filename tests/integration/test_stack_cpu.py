@@ -102,7 +102,7 @@ def test_backend_path_reaches_the_same_adapter(stack: Stack, model: str) -> None
 def test_gateway_health_and_request_ids(stack: Stack) -> None:
     with stack.http() as http:
         health = http.get("/healthz")
-        assert health.status_code == 200 and health.json() == {"status": "ok"}
+        assert health.status_code == 200 and health.json() == {"status": "ok", "service": "modelyard-gateway"}
         assert health.headers["x-request-id"]
         rid = f"test-{uuid.uuid4()}"
         resp = http.get("/v1/models", headers={"x-request-id": rid})

@@ -27,7 +27,13 @@ WEATHER = {
     "type": "function",
     "name": "get_weather",
     "description": "Get the current weather for a city",
-    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    # An enum, closed: the required call is held to it (a free string could run past max_output_tokens).
+    "parameters": {
+        "type": "object",
+        "properties": {"city": {"type": "string", "enum": ["Paris", "Rome"]}},
+        "required": ["city"],
+        "additionalProperties": False,
+    },
 }
 # Reads {"path", "body"} on stdin, posts it to the engine, prints the JSON reply (run in the adapter image).
 ASK_ENGINE = (

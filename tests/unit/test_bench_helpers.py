@@ -1,12 +1,13 @@
-"""scripts/bench's helpers: the stand-in's stream shape, the client's token counting and reply reading,
-and how the report picks the throughput within the p99 budget."""
+"""scripts/bench's helpers (loadkit): the stand-in's stream shape, the client's token counting and reply
+reading, and how the report picks the throughput within the p99 budget."""
 
 from __future__ import annotations
 
 import asyncio
 
-from tests.bench import client, report
-from tests.bench.standin import Server, StreamShape, completion_body, parse_listen
+from loadkit import client, http
+from loadkit.bench import report
+from loadkit.standin import Server, StreamShape, completion_body, parse_listen
 
 
 def test_token_events_counts_generated_text_only() -> None:
@@ -35,8 +36,8 @@ async def test_stream_times_follow_the_cadence() -> None:  # also under uvloop i
         assert times[3] >= 0.06  # three cadences after the first token, never sooner
         assert all(0 <= t < 1 for t in transit)
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(client.request_bytes("127.0.0.1", port, "/v1/chat/completions", b"{}"))
-        status, reply = await client.read_reply(reader)
+        writer.write(http.request_bytes("127.0.0.1", port, "/v1/chat/completions", b"{}"))
+        status, reply = await http.read_reply(reader)
         assert status == 200 and reply == body
         writer.close()
         result = await client.fixed_rate("127.0.0.1", port, "/v1/chat/completions", b"{}", rate=200, seconds=0.1)

@@ -10,11 +10,11 @@ import httpx
 import orjson
 import pytest
 
+from loadkit.standin import Server, StreamShape, completion_body
 from modelyard.errors import APIError
 from modelyard.relay import sse_data
 from modelyard.transport import FastTransport, wanted
 from modelyard.upstream import Upstream
-from tests.bench.standin import Server, StreamShape, completion_body
 
 
 @pytest.fixture

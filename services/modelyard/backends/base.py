@@ -23,6 +23,7 @@ from ..config import ConfigError, Settings
 from ..endpoints import Endpoint
 from ..errors import APIError, invalid
 from ..policy import Policy
+from ..replicas import dns_discovery
 from ..translate import ChatRequest, TranslateOptions
 from ..upstream import Reply, Upstream, replica_set
 from ..upstream_errors import redact, upstream_error
@@ -94,12 +95,15 @@ class Backend:
             "auth": self.auth(),
         }
         common = {"policy": Policy.from_settings(s), "name": self.name, "errors": self}
-        if len(s.upstream_urls) > 1:
+        if len(s.upstream_urls) > 1 or (s.dynamic_replicas and self.replicas_supported):
+            dns = s.upstream_dns
             return replica_set(
-                s.upstream_urls,
+                () if dns else s.upstream_urls,
                 probe=self.probe,
                 probe_interval=s.replica_probe_interval,
                 session_table_size=s.session_table_size,
+                rebalance_factor=s.rebalance_factor,
+                discover=dns_discovery(dns) if dns else (_none if s.dynamic_replicas else None),
                 **conn,
                 **common,
             )
@@ -198,6 +202,11 @@ class Backend:
             False,
             f"GET {endpoint.base_url}{self.models_path} -> {resp.status_code}: {err.message}{_hint(resp.status_code)}",
         )
+
+
+async def _none() -> list[str]:
+    """Discovery for a set open to registration alone: no DNS members."""
+    return []
 
 
 def _hint(status: int) -> str:

@@ -12,7 +12,7 @@ paths it measures (scripts/bench measures its own ceiling and prints it).
   holding thousands of streams open).
 - GET /health, /v1/models -> 200 (adapter readiness, LiteLLM health).
 
-    python -m tests.bench.standin --listen 127.0.0.1:9000:20:10 [--listen 127.0.0.1:9001:300:2000]
+    python -m loadkit.standin --listen 127.0.0.1:9000:20:10 [--listen 127.0.0.1:9001:300:2000]
 
 each --listen is HOST:PORT:CHUNKS:CADENCE_MS; --hold CHUNKS:CADENCE_MS (default 600:1000).
 """

@@ -1,6 +1,7 @@
-"""Load-generating pieces of scripts/bench that wrk cannot do: an open-loop fixed-rate client, streamed
-replies timed token by token, and many streams held open at once. Plain asyncio sockets (uvloop when
-installed): the same client for every path, so its own overhead cancels out of the differences."""
+"""The load client of scripts/bench and scripts/soak, for what wrk cannot do: an open-loop pacer and a
+fixed-rate client on it, a closed loop counting generated tokens, streamed replies timed token by
+token, and many streams held open at once. Plain asyncio sockets (uvloop when installed): the same
+client for every path, so its own overhead cancels out of the differences."""
 
 from __future__ import annotations
 
@@ -9,38 +10,24 @@ import contextlib
 import json
 import re
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-
-def request_bytes(host: str, port: int, path: str, body: bytes) -> bytes:
-    return (
-        f"POST {path} HTTP/1.1\r\nhost: {host}:{port}\r\ncontent-type: application/json\r\n"
-        f"content-length: {len(body)}\r\n\r\n"
-    ).encode() + body
+from loadkit import sse
+from loadkit.http import read_chunks, read_reply, request_bytes, status_of
 
 
-async def read_reply(reader: asyncio.StreamReader) -> tuple[int, bytes]:
-    """One whole HTTP/1.1 reply (content-length or chunked)."""
-    head = await reader.readuntil(b"\r\n\r\n")
-    status = int(head[9:12])
-    length, chunked = -1, False
-    for line in head.lower().split(b"\r\n")[1:]:
-        if line.startswith(b"content-length:"):
-            length = int(line[15:])
-        elif line.startswith(b"transfer-encoding:") and b"chunked" in line:
-            chunked = True
-    if chunked:
-        parts = []
-        while True:
-            size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
-            data = await reader.readexactly(size + 2)
-            if size == 0:
-                break
-            parts.append(data[:-2])
-        return status, b"".join(parts)
-    if length >= 0:
-        return status, await reader.readexactly(length)
-    return status, await reader.read()
+async def paced(rate: float, count: int, lead: float = 0.0) -> AsyncIterator[tuple[int, float, bool]]:
+    """Open loop: slot i falls at start + i/rate (start = now + lead) whatever the replies do, so a slow
+    server cannot slow the load down (no coordinated omission). Yields (i, when it was due, late): late
+    when the client woke more than 1 ms after the slot."""
+    start = time.perf_counter() + lead
+    for i in range(count):
+        due = start + i / rate
+        delay = due - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        yield i, due, delay < -0.001
 
 
 @dataclass
@@ -77,20 +64,52 @@ async def fixed_rate(host: str, port: int, path: str, body: bytes, rate: float, 
             out.errors += 1
         idle.append(conn)
 
-    n = int(rate * seconds)
-    start = time.perf_counter() + 0.05
     tasks = []
-    for i in range(n):
-        due = start + i / rate
-        delay = due - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        elif delay < -0.001:
-            out.late += 1
+    async for _, due, late in paced(rate, int(rate * seconds), lead=0.05):
+        out.late += late
         tasks.append(loop.create_task(one(due)))
     await asyncio.gather(*tasks)
     for _, writer in idle:
         writer.close()
+    return out
+
+
+@dataclass
+class LoopResult:
+    tokens: int = 0  # generated tokens, from each reply's usage
+    requests: int = 0
+    seconds: float = 0.0
+    latencies: list[float] = field(default_factory=list)  # seconds, one a request
+
+
+async def closed_loop(
+    host: str, port: int, path: str, body: bytes, usage_key: str, clients: int, seconds: float
+) -> LoopResult:
+    """`clients` keep-alive connections, each sending its next request as soon as the last is answered,
+    for `seconds`; any reply but a 200 is an error (raised). `usage_key` names the reply's token count
+    (`completion_tokens` for chat, `output_tokens` for Responses)."""
+    out = LoopResult()
+    end = time.perf_counter() + seconds
+    raw = request_bytes(host, port, path, body)
+
+    async def worker() -> None:
+        reader, writer = await asyncio.open_connection(host, port)
+        try:
+            while time.perf_counter() < end:
+                sent = time.perf_counter()
+                writer.write(raw)
+                status, reply = await read_reply(reader)
+                if status != 200:
+                    raise RuntimeError(f"{path}: {status} {reply[:200]!r}")
+                out.latencies.append(time.perf_counter() - sent)
+                out.tokens += json.loads(reply)["usage"][usage_key]
+                out.requests += 1
+        finally:
+            writer.close()
+
+    start = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(clients)))
+    out.seconds = time.perf_counter() - start
     return out
 
 
@@ -99,7 +118,7 @@ SENT = re.compile(r"t\d+@(\d+) ")
 
 def token_text(data: bytes) -> str:
     """The generated text one SSE `data:` payload carries (a chat chunk or a Responses event), or ""."""
-    if data == b"[DONE]":
+    if data == sse.DONE:
         return ""
     try:
         event = json.loads(data)
@@ -115,23 +134,10 @@ def token_events(data: bytes) -> int:
     return 1 if token_text(data) else 0
 
 
-async def _sse_payloads(reader: asyncio.StreamReader):
-    """`data:` payloads of a chunked SSE reply, as they arrive."""
-    buf = b""
-    while True:
-        size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
-        chunk = await reader.readexactly(size + 2)
-        if size == 0:
-            break
-        buf += chunk[:-2]
-        while True:
-            end = buf.find(b"\n\n")
-            if end < 0:
-                break
-            event, buf = buf[:end], buf[end + 2 :]
-            for line in event.split(b"\n"):
-                if line.startswith(b"data:"):
-                    yield line[5:].strip()
+async def sse_payloads(reader: asyncio.StreamReader) -> AsyncIterator[bytes]:
+    """`data` payloads of a chunked SSE reply, as they arrive."""
+    async for data in sse.apayloads(read_chunks(reader)):
+        yield data
 
 
 async def stream_once(host: str, port: int, path: str, body: bytes) -> tuple[list[float], list[float]]:
@@ -142,10 +148,10 @@ async def stream_once(host: str, port: int, path: str, body: bytes) -> tuple[lis
         start = time.perf_counter()
         writer.write(request_bytes(host, port, path, body))
         head = await reader.readuntil(b"\r\n\r\n")
-        if int(head[9:12]) != 200 or b"chunked" not in head.lower():
+        if status_of(head) != 200 or b"chunked" not in head.lower():
             raise RuntimeError(f"stream request failed: {head[:200]!r}")
         times, transit = [], []
-        async for data in _sse_payloads(reader):
+        async for data in sse_payloads(reader):
             text = token_text(data)
             if text:
                 now, clock = time.perf_counter() - start, time.monotonic_ns()
@@ -195,9 +201,9 @@ async def hold_streams(
         got = False
         try:
             head = await reader.readuntil(b"\r\n\r\n")
-            if int(head[9:12]) != 200:
+            if status_of(head) != 200:
                 raise ValueError(head[:100])
-            async for data in _sse_payloads(reader):
+            async for data in sse_payloads(reader):
                 if not got and token_events(data):
                     got = True
                     held.opened += 1

@@ -75,7 +75,7 @@ def block(r: dict[str, Any], plot_name: str) -> str:
         f"| modelyard | commit {v['commit']}, image `{v['adapter_image']}`: Python {v['python']}, {v['adapter']} |",
         f"| gateway, nginx alone | {v['nginx']} (the modelyard/gateway image) |",
         f"| LiteLLM | litellm[proxy] {v['litellm']} from PyPI, one worker, no database, no callbacks |",
-        f"| load generator | {v['wrk']}; an asyncio client (tests/bench/client.py) for fixed rate and streams |",
+        f"| load generator | {v['wrk']}; an asyncio client (loadkit/client.py) for fixed rate and streams |",
         f"| stand-in ceiling | {ceiling:,.0f} requests/s (wrk -c64 straight at it, sharing core 0 with wrk) |",
         "",
         "**Non-streaming**: added = the path's figure minus direct's in the same phase; one request in flight "

@@ -1,0 +1,69 @@
+"""One whole scripts/bench run: bring-up, the phases in order, the results file, the doc's figures.
+Whatever happens, everything started is taken down and the results so far are written."""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import sys
+import time
+from pathlib import Path
+
+from loadkit.bench import phases, report
+from loadkit.bench.lab import LOAD_CPU, STREAM_CADENCE_MS, STREAM_CHUNKS, BenchLab, Images, say
+from loadkit.bench.phases import Plan
+from loadkit.procs import loadavg
+
+
+def prepare() -> None:
+    """The load generator on its own core, every file descriptor it may open, uvloop when installed."""
+    os.sched_setaffinity(0, {LOAD_CPU})
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+
+
+def run(images: Images, venv: Path, plan: Plan, engine: bool, out: Path, command: str) -> dict:
+    lab = BenchLab(images, venv)
+    t0 = time.time()
+    r: dict = {"started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), "command": command}
+    r["loadavg_start"] = loadavg()
+    try:
+        lab.up()
+        r["versions"] = lab.versions()
+        r["ceiling"] = phases.ceiling(lab)
+        r["one_in_flight"] = phases.one_in_flight(lab, plan)
+        r["fixed_rate"] = phases.fixed_rate(lab, plan)
+        r["sweep"] = phases.sweep(lab, plan)
+        r["streaming"] = phases.streaming(lab, plan, STREAM_CHUNKS, STREAM_CADENCE_MS)
+        r["open_streams"] = phases.open_streams(lab, plan, start_engine=engine)
+        r["loadavg_mid"] = loadavg()
+        if engine:
+            try:
+                r["engine"] = phases.engine(lab, plan)
+            except Exception as exc:  # the proxy figures stand on their own: report them anyway
+                r["engine_error"] = str(exc)
+                say(f"vLLM CPU engine phase failed: {exc}")
+    finally:
+        r["seconds"] = time.time() - t0
+        r["loadavg_end"] = loadavg()
+        r["finished"] = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(r, indent=1))
+        say(f"results in {out} ({r['seconds']:.0f} s); bringing everything down")
+        lab.down()
+    return r
+
+
+def write_doc(r: dict, doc: Path, venv: Path, results: Path) -> None:
+    report.write(r, doc, venv / "bin" / "python", results)
+
+
+def command_line() -> str:
+    return "scripts/bench " + " ".join(sys.argv[1:])
