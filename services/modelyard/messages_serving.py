@@ -16,6 +16,7 @@ import orjson
 from fastapi.responses import Response, StreamingResponse
 
 from . import metrics, relay
+from .calls import current
 from .errors import APIError
 from .messages import THINKING_STYLES, MessageTranslator, chat_to_message, messages_to_chat, new_message_id
 from .messages.errors import error_type
@@ -75,14 +76,16 @@ class MessagesService(Serving):
             if body.get("stream"):
                 ctx, resp = await self.upstream.open("POST", path, chat.body, headers=headers)
                 translator = MessageTranslator(body, message_id=message_id, opts=backend.options)
-                return streamed(ctx, resp, translator, lambda c: backend.error(500, c), dropped)
+                return streamed(ctx, resp, translator, lambda c: backend.error(500, c), self.stamped(dropped))
             reply = await self.upstream.call("POST", path, chat.body, headers=headers)
         except APIError as err:
             err.headers.update(dropped)
             raise
         metrics.count_usage(self.name, reply.json)
         out = chat_to_message(reply.json, body, message_id=message_id, opts=backend.options)
-        return json_response(out, headers=dropped)
+        if (call := current()) is not None:  # usage accounting and rollout capture (calls.py)
+            call.answered(out)
+        return json_response(out, headers=self.stamped(dropped))
 
     def overflow(self, body: dict[str, Any], err: APIError) -> Response:
         """context_overflow="incomplete": an input the model has no room for is a message with no content
@@ -119,8 +122,11 @@ def streamed(
 ) -> StreamingResponse:
     """An open chat completions stream as Anthropic's events; a `ping` after PING_INTERVAL of silence."""
 
+    call = current()
+
     async def gen() -> AsyncIterator[bytes]:
         chunks = relay.sse_data(resp).__aiter__()
+        first = True
         pending: asyncio.Future[bytes] | None = None
         try:
             yield relay.sse_events(translator.start())
@@ -138,7 +144,10 @@ def streamed(
                     yield relay.sse_events(translator.fail("Upstream stream ended before it was complete."))
                     return
                 if data == b"[DONE]":
-                    yield relay.sse_events(translator.finish())
+                    events = translator.finish()
+                    if call is not None and events and events[0]["type"] != "error":
+                        call.answered(translator.message)
+                    yield relay.sse_events(events)
                     return
                 chunk = orjson.loads(data)
                 if chunk.get("error"):
@@ -147,6 +156,9 @@ def streamed(
                     return
                 out = translator.feed(chunk)
                 if out:
+                    if first and call is not None:
+                        call.first_token()
+                    first = False
                     yield relay.sse_events(out)
         except (httpx.HTTPError, orjson.JSONDecodeError) as exc:
             yield relay.sse_events(translator.fail(f"Upstream stream broke off ({type(exc).__name__})."))

@@ -22,7 +22,7 @@ import orjson
 
 from ..errors import invalid, unsupported
 from ..translate.options import ChatRequest, TranslateOptions
-from ..translate.request import _bool, _int, _list, _missing, _number, _object, _str, _type_error
+from ..translate.request import _bool, _int, _list, _missing, _number, _object, _str, type_error
 from ..translate.schema import check_schema, strict_compatible
 
 # How `thinking` reaches each kind of backend:
@@ -467,7 +467,7 @@ class _Translation:
             raise _missing(f"{p}.generation_token_ids")
         for key, value in (("prompt_token_ids", prompt), ("generation_token_ids", generation)):
             if not isinstance(value, list) or not all(type(t) is int and t >= 0 for t in value):
-                raise _type_error(f"{p}.{key}", "an array of token ids (integers >= 0)", value)
+                raise type_error(f"{p}.{key}", "an array of token ids (integers >= 0)", value)
         if not prompt:
             raise invalid(f"Invalid '{p}.prompt_token_ids': empty array.", f"{p}.prompt_token_ids")
         return [*prompt, *generation]
