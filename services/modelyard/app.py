@@ -105,6 +105,8 @@ def create_app(backend: Backend, upstream: Upstream | None = None) -> FastAPI:
         drain_on_signals(app.state)
         yield
         await up.aclose()
+        if up.fallback is not None:
+            await up.fallback.upstream.aclose()
         await app.state.ledger.close()
         if app.state.capture is not None:
             await app.state.capture.close()
@@ -134,6 +136,8 @@ def create_app(backend: Backend, upstream: Upstream | None = None) -> FastAPI:
 def serve(app: FastAPI, backend: Backend, up: Upstream) -> Upstream:
     """The services on app.state, one per API surface, over one upstream."""
     up.bind(backend, backend.probe, backend.settings.readiness_ttl)
+    if up.fallback is None:
+        up.fallback = backend.make_fallback()
     app.state.upstream = up
     app.state.serving = Serving(backend, up)
     app.state.chat = ChatService(backend, up)

@@ -20,6 +20,7 @@ from .errors import APIError
 
 CALL: ContextVar[Call | None] = ContextVar("modelyard_call", default=None)
 ROLLOUT_HEADER = b"x-rollout-id"
+FALLBACK_HEADER = b"x-modelyard-fallback"
 _PREFIX = re.compile(r"^/ng-rollout/([^/]{1,200})(/.*)$")
 _ROUTES = ("/v1/responses", "/v1/chat/completions", "/v1/messages")  # the generation routes
 
@@ -27,7 +28,7 @@ _ROUTES = ("/v1/responses", "/v1/chat/completions", "/v1/messages")  # the gener
 class Call:
     __slots__ = (
         "route", "scope", "rollout", "model", "request", "start", "first", "status", "reply", "usage", "error",
-        "replica",
+        "replica", "fallback",
     )  # fmt: skip
 
     def __init__(self, route: str, scope: str, rollout: str | None) -> None:
@@ -41,6 +42,7 @@ class Call:
         self.usage: dict[str, Any] | None = None
         self.error: str | None = None  # the error type of a failed reply
         self.replica: int | None = None  # the engine replica that answered (several replicas)
+        self.fallback: str | None = None  # the fallback backend that answered instead (docs/fleet.md)
 
     def answered(self, reply: Any) -> None:
         self.reply = reply
@@ -112,6 +114,11 @@ class Calls:
         async def sent(message: dict[str, Any]) -> None:
             if message["type"] == "http.response.start":
                 call.status = message["status"]
+                if call.fallback is not None:
+                    message = {
+                        **message,
+                        "headers": [*message.get("headers", ()), (FALLBACK_HEADER, call.fallback.encode())],
+                    }
                 for name, value in message.get("headers", ()):
                     if name == b"x-modelyard-replica":
                         call.replica = int(value)

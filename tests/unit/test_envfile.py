@@ -1,4 +1,4 @@
-"""scripts/render-env (modelyard.envfile): env.yaml -> the .env that compose.yaml reads."""
+"""scripts/render-env (tools.render_env): env.yaml -> the .env that compose.yaml reads."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from modelyard import envfile
-from modelyard.envfile import ConfigError, resolve
+from tools import render_env as envfile
+from tools.render_env import ConfigError, resolve
 
 ROOT = Path(__file__).resolve().parents[2]
 HAVE_DOCKER = shutil.which("docker") is not None

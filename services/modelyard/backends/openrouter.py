@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 
-from ..config import ConfigError
+from ..config import OpenRouterSettings
 from ..errors import APIError, unsupported
 from ..translate import TranslateOptions
 from ..upstream import Reply
@@ -39,17 +39,15 @@ class OpenRouter(Backend):
     name = "openrouter"
 
     def __init__(self, settings) -> None:
-        mode = settings.env.get("MODELYARD_RESPONSES_MODE", "") or "translate"
-        if mode not in ("native", "translate"):
-            raise ConfigError(f"MODELYARD_RESPONSES_MODE must be native or translate, got {mode!r}")
-        self.native_responses = mode == "native"  # stateless either way: nothing stored to relay
+        self.own: OpenRouterSettings = settings.of(OpenRouterSettings)
+        self.native_responses = self.own.native_responses  # stateless either way: nothing stored to relay
         super().__init__(settings)
 
     def headers(self) -> dict[str, str]:
         headers = super().headers()
-        for var, header in (("OPENROUTER_HTTP_REFERER", "http-referer"), ("OPENROUTER_X_TITLE", "x-title")):
-            if self.settings.env.get(var):
-                headers[header] = self.settings.env[var]
+        for value, header in ((self.own.http_referer, "http-referer"), (self.own.x_title, "x-title")):
+            if value:
+                headers[header] = value
         return headers
 
     def translate_options(self) -> TranslateOptions:
