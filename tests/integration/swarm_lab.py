@@ -184,8 +184,9 @@ def stack_file() -> Path:
 
 def deploy(timeout: float = 180) -> None:
     path = stack_file()
+    args = ("stack", "deploy", "--resolve-image", "never", "-c", str(path), STACK)
     for _ in range(10):  # a network of a stack just removed may still be going
-        if docker(0, "stack", "deploy", "--resolve-image", "never", "-c", str(path), STACK, check=False).returncode == 0:
+        if docker(0, *args, check=False).returncode == 0:
             break
         time.sleep(2)
     deadline = time.monotonic() + timeout
@@ -300,7 +301,24 @@ def node_loss(before: float = 15, cut_for: float = 25, after: float = 25) -> dic
     link(2, True)
     log("node 3 link restored")
     out, _ = load.communicate(timeout=total + 60)
-    return figures(json.loads(out), lost, t_cut, t_back)
+    result = figures(json.loads(out), lost, t_cut, t_back)
+    if result["back_in_rotation_s"] is None:  # not back while the load ran: wait for two replicas up
+        with contextlib.suppress(RuntimeError):
+            wait_ready(2, timeout=60)
+            result["back_in_rotation_s"] = round(time.time() - t_back, 1)
+    engines = engine_ips()
+    # Swarm declared node 3 down and started a replacement task (a new address) when it came back, or
+    # the same task carried on.
+    result["engine_replaced"] = lost not in engines
+    result["engines_after"] = engines
+    return result
+
+
+def engine_ips() -> list[str]:
+    r = sh("nsenter", f"--net=/run/netns/{HUB}", "curl", "-s", "-m", "3", f"http://{ip(0)}:8080/vllm/readyz",
+           check=False)  # fmt: skip
+    text = json.loads(r.stdout or "{}").get("upstream", "")
+    return [part.split()[1].split(":")[0] for part in text.split(": ", 1)[-1].split("; ") if " up " in part]
 
 
 def _out_at(ready: list[dict], host: str, since: float, out: bool) -> float | None:
@@ -310,6 +328,14 @@ def _out_at(ready: list[dict], host: str, since: float, out: bool) -> float | No
             continue
         up = f"{host}:8000: up" in r["text"]
         if out != up:
+            return round(r["t"] - since, 2)
+    return None
+
+
+def _back_at(ready: list[dict], since: float) -> float | None:
+    """First /readyz reading after `since` with both replicas up (the same task, or its replacement)."""
+    for r in ready:
+        if r["t"] >= since and "2/2 replicas up" in r["text"]:
             return round(r["t"] - since, 2)
     return None
 
@@ -339,7 +365,7 @@ def figures(data: dict, lost: str, t_cut: float, t_back: float) -> dict:
         "max_latency_s": max((r["s"] for r in reqs), default=0.0),
         "max_latency_stayed_s": max((r["s"] for r in stayed), default=0.0),
         "out_of_rotation_s": _out_at(ready, lost, t_cut, out=True),
-        "back_in_rotation_s": _out_at(ready, lost, t_back, out=False),
+        "back_in_rotation_s": _back_at(ready, t_back),
         "lost_replica": f"{lost_index} {lost}",
         "sessions": {"on_lost": sum(1 for v in home.values() if v == lost_index), "total": len(home)},
         "errors": sorted({f"{r['status']} {r['error']}" for r in reqs if r["status"] != 200}),

@@ -46,14 +46,28 @@ def main() -> None:
             n += threads
             t0 = time.time()
             try:
-                status, replica, _ = request(host, port, "POST", "/v1/chat/completions",
-                                             {"content-type": "application/json", "x-session-id": session}, BODY)
+                status, replica, _ = request(
+                    host,
+                    port,
+                    "POST",
+                    "/v1/chat/completions",
+                    {"content-type": "application/json", "x-session-id": session},
+                    BODY,
+                )
                 err = ""
             except Exception as exc:  # noqa: BLE001 - a failure to count, with its kind
                 status, replica, err = 0, None, type(exc).__name__
             with lock:
-                requests.append({"t": t0, "s": round(time.time() - t0, 3), "session": session, "status": status,
-                                 "replica": replica, "error": err})
+                requests.append(
+                    {
+                        "t": t0,
+                        "s": round(time.time() - t0, 3),
+                        "session": session,
+                        "status": status,
+                        "replica": replica,
+                        "error": err,
+                    }
+                )
             time.sleep(0.05)
 
     def readiness() -> None:

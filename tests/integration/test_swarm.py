@@ -2,7 +2,8 @@
 this machine (tests/integration/swarm_lab.py), one manager and two workers, the stack from
 scripts/swarm-config deployed with `docker stack deploy`, one engine replica on each worker. Load runs
 through the gateway while one worker's link is cut: the sessions on the other worker lose nothing, the lost
-replica leaves rotation, no request hangs; the link restored, the replica comes back.
+replica leaves rotation, only the requests in flight on it fail (504 after the read timeout), none hangs;
+the link restored, the replica comes back.
 
 Opt-in (MODELYARD_SWARM_TEST=1): it needs root, network namespaces and a second set of dockerds, and takes
 ~3 minutes. The figures are printed as one JSON line.
@@ -46,7 +47,10 @@ def test_node_loss(swarm) -> None:
     print(json.dumps(result))
     assert result["sessions"]["on_lost"] > 0, result  # the cut node carried sessions
     assert result["during_stayed"] > 20 and result["failed_stayed"] == 0, result
-    assert result["failed_moved"] == 0, result  # moved before any reply: retried on the other replica
+    # Only requests already on the cut replica may fail: each waits out the read timeout (3 s in the lab)
+    # and is a 504 (a read timeout is not retried: docs/reliability.md); at most one per client thread.
+    assert result["failed_moved"] <= 4 and set(result["errors"]) <= {"504 "}, result
+    assert result["failed_after"] == 0, result
     assert result["out_of_rotation_s"] is not None and result["out_of_rotation_s"] < 10, result
     assert result["max_latency_s"] < 15, result  # the client's timeout: nothing hung
     assert result["back_in_rotation_s"] is not None, result
