@@ -34,14 +34,16 @@ RESOLVER=$(awk '/^nameserver/ {print $2; exit}' /etc/resolv.conf)
 mkdir -p /tmp/nginx
 umask 077  # the key map is readable by nginx's user alone
 
-# The key map: "Bearer <key>" -> the key's number (k1, k2, ...). The number, never the key, is what
-# the access log and the rate limits see. Keys are matched exactly (a case-sensitive regex each: a
-# plain map entry would match case-insensitively); the scheme word is case-insensitive (RFC 7235).
+# The key map: "Bearer <key>" in Authorization, or the key alone in X-Api-Key (Anthropic's SDKs send
+# that) -> the key's number (k1, k2, ...). The number, never the key, is what the access log and the
+# rate limits see. Keys are matched exactly (a case-sensitive regex each: a plain map entry would match
+# case-insensitively); the scheme word is case-insensitive (RFC 7235). The map reads both headers
+# joined by "|", a character no key may hold.
 # The scope map: the key's number -> a stable id of the key (a hash, never the key), sent to the adapters as
 # X-Modelyard-Key: what stored responses belong to (docs/state.md); it stays the same when keys are reordered.
 scopes="    open open;"
 {
-  echo "map \$http_authorization \$api_key_id {"
+  echo "map \"\$http_authorization|\$http_x_api_key\" \$api_key_id {"
   if [ -z "$(echo "$GATEWAY_API_KEYS" | tr -d ' ,')" ]; then
     echo "    default open;"  # no keys configured: every request is let in
   else
@@ -52,7 +54,8 @@ scopes="    open open;"
         || fail "GATEWAY_API_KEYS: key $((i + 1)) must be 8 or more of A-Z a-z 0-9 . _ ~ + / = -"
       i=$((i + 1))
       escaped=$(printf '%s' "$key" | sed -e 's/[.+/=~-]/\\&/g')
-      echo "    \"~^(?i:bearer) +$escaped\$\" k$i;"
+      echo "    \"~^(?i:bearer) +$escaped\\|\" k$i;"
+      echo "    \"~\\|$escaped\$\" k$i;"
       scopes="$scopes
     k$i key-$(printf 'modelyard-scope:%s' "$key" | sha256sum | cut -c1-24);"
     done
@@ -91,6 +94,10 @@ scopes="    open open;"
 # finish on the old workers) when an adapter comes, goes or moves. A backend with no group (its profile
 # is not running) goes through the resolver, per request, as `adapter-<backend>:PORT`: a clean 502.
 : "${GATEWAY_ADAPTER_PORT:=8000}" "${GATEWAY_WATCH_INTERVAL:=5}"
+# The adapters' host names are <prefix><backend>: adapter-vllm, ... in compose; in Kubernetes the Helm
+# chart names its adapter Services <release>-modelyard-adapter-<backend> and sets the prefix to match.
+: "${GATEWAY_ADAPTER_PREFIX:=adapter-}"
+echo "$GATEWAY_ADAPTER_PREFIX" | grep -Eqx '[a-z0-9][a-z0-9-]*' || fail "GATEWAY_ADAPTER_PREFIX must be a DNS label prefix such as adapter-"
 echo "$GATEWAY_ADAPTER_PORT" | grep -Eqx '[0-9]+' || fail "GATEWAY_ADAPTER_PORT must be a port number"
 echo "$GATEWAY_WATCH_INTERVAL" | grep -Eqx '[0-9]+' || fail "GATEWAY_WATCH_INTERVAL must be whole seconds"
 # One getent and one awk a round (the watcher's whole cost: a few ms of CPU every interval). getent
@@ -99,13 +106,14 @@ echo "$GATEWAY_WATCH_INTERVAL" | grep -Eqx '[0-9]+' || fail "GATEWAY_WATCH_INTER
 # Idle connections close at 60 s, before the adapter's own 75 s: nginx never sends a request on a
 # connection the adapter is closing (a POST lost that way would not be retried).
 render_upstreams() {
-  getent ahostsv4 adapter-vllm adapter-nim adapter-openai adapter-azure adapter-openrouter 2>/dev/null |
-    awk -v port="$GATEWAY_ADAPTER_PORT" '
-      NF >= 3 { name = $3; sub(/\..*/, "", name); sub(/^adapter-/, "", name) }
+  p=$GATEWAY_ADAPTER_PREFIX
+  getent ahostsv4 "${p}vllm" "${p}nim" "${p}openai" "${p}azure" "${p}openrouter" 2>/dev/null |
+    awk -v port="$GATEWAY_ADAPTER_PORT" -v prefix="$p" '
+      NF >= 3 { name = $3; sub(/\..*/, "", name); if (index(name, prefix) == 1) name = substr(name, length(prefix) + 1) }
       name ~ /^(vllm|nim|openai|azure|openrouter)$/ && !seen[name, $1]++ { n[name]++; ip[name, n[name]] = $1 }
       END {
         print "map $backend $adapter {"
-        print "    default adapter-$backend:" port ";"
+        print "    default " prefix "$backend:" port ";"
         split("vllm nim openai azure openrouter", names, " ")
         for (k = 1; k <= 5; k++) if (n[b = names[k]]) print "    " b " adapter_" b ";"
         print "}"

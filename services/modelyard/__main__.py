@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
         server_header=False,
         # Longer than the gateway's 60 s for idle upstream connections: the gateway, not the adapter,
         # closes an idle keep-alive connection, so a request never meets one being closed.
-        timeout_keep_alive=75,
+        timeout_keep_alive=settings.keep_alive,
     )
     return 0
 

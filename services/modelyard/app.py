@@ -24,7 +24,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from . import openapi
 from .admin import AdminService
 from .backends import Backend
+from .calls import Calls, current
+from .capture import Capture
 from .errors import APIError
+from .messages import error_body
+from .messages_serving import PATH_PREFIX as MESSAGES_PATH
+from .messages_serving import MessagesService
 from .replicas import ReplicaRouting
 from .routes import router
 from .serving import ChatService, ResponsesService, Serving, json_response
@@ -32,11 +37,15 @@ from .state import StateService
 from .store import Store, open_store
 from .store.base import Registry
 from .upstream import Upstream
+from .usage import Ledger, parse_quotas
 
 log = logging.getLogger("modelyard")
 
 
-def error_response(err: APIError) -> Response:
+def error_response(err: APIError, path: str = "") -> Response:
+    """In OpenAI's format; on Anthropic's Messages routes, in Anthropic's."""
+    if path.startswith(MESSAGES_PATH):
+        return json_response(error_body(err), err.status, err.headers)
     return json_response(err.body(), err.status, err.headers)
 
 
@@ -74,7 +83,7 @@ class Draining:
                 body = {"status": "draining", "backend": scope["app"].state.backend.name}
                 await json_response(body, 503)(scope, receive, send)
                 return
-            await error_response(err)(scope, receive, send)
+            await error_response(err, scope["path"])(scope, receive, send)
             return
         await self.app(scope, receive, send)
 
@@ -86,6 +95,7 @@ def create_app(backend: Backend, upstream: Upstream | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         up = upstream or serve(app, backend, backend.make_upstream())
         store = await open_state(app, backend)
+        await app.state.ledger.start(store)
         await up.start()  # with replicas: background health probes, one per replica
         log.info("adapter ready", extra={"backend": backend.name, "upstream": backend.settings.upstream_url})
         # What start-up made (modules, the openai SDK's types, routes) lives as long as the process: out of
@@ -95,11 +105,18 @@ def create_app(backend: Backend, upstream: Upstream | None = None) -> FastAPI:
         drain_on_signals(app.state)
         yield
         await up.aclose()
+        if up.fallback is not None:
+            await up.fallback.upstream.aclose()
+        await app.state.ledger.close()
+        if app.state.capture is not None:
+            await app.state.capture.close()
         if store is not None:
             await store.close()
 
     app = FastAPI(title=f"modelyard {backend.name} adapter", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.backend, app.state.draining = backend, False
+    app.state.ledger = Ledger(backend.name, parse_quotas(backend.settings.quotas))
+    app.state.capture = None
     if upstream is not None:
         serve(app, backend, upstream)
     app.add_middleware(Draining)
@@ -108,6 +125,7 @@ def create_app(backend: Backend, upstream: Upstream | None = None) -> FastAPI:
     dynamic = getattr(upstream.endpoints, "dynamic", False) if upstream else s.dynamic_replicas
     if replicas > 1 or dynamic:  # sessions stick to a replica; the one that answered is named (docs/replicas.md)
         app.add_middleware(ReplicaRouting, replicas=1 << 30 if dynamic else replicas)
+    app.add_middleware(Calls, state=app.state)  # outermost: the rollout prefix goes before routing
     for exc_type, handler in ERROR_HANDLERS.items():
         app.add_exception_handler(exc_type, handler)
     app.include_router(router)
@@ -118,11 +136,14 @@ def create_app(backend: Backend, upstream: Upstream | None = None) -> FastAPI:
 def serve(app: FastAPI, backend: Backend, up: Upstream) -> Upstream:
     """The services on app.state, one per API surface, over one upstream."""
     up.bind(backend, backend.probe, backend.settings.readiness_ttl)
+    if up.fallback is None:
+        up.fallback = backend.make_fallback()
     app.state.upstream = up
     app.state.serving = Serving(backend, up)
     app.state.chat = ChatService(backend, up)
     app.state.responses = ResponsesService(backend, up)
     app.state.admin = AdminService(up, backend.settings.admin_key)
+    app.state.messages = MessagesService(backend, up)
     return up
 
 
@@ -136,28 +157,35 @@ async def open_state(app: FastAPI, backend: Backend) -> Store | None:
     app.state.responses.state = StateService(store, store_default=s.store_default)
     app.state.admin.registry = Registry(store, backend.name)
     await app.state.admin.restore()
+    if s.capture:
+        app.state.capture = Capture(store, backend.name, s.capture_ttl)
+        app.state.capture.start()
     log.info("store ready", extra={"backend": backend.name, "store": s.store_url.split("://", 1)[0]})
     return store
 
 
-# -- errors, always in OpenAI's format ------------------------------------------------------------
+# -- errors, in OpenAI's format (Anthropic's on /v1/messages) ----------------------------------
 async def _api_error(request: Request, err: APIError) -> Response:
-    return error_response(err)
+    if (call := current()) is not None:
+        call.failed(err)
+    return error_response(err, request.url.path)
 
 
 async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
     if exc.status_code == 404:
         msg = f"Unknown path {request.url.path} on the {request.app.state.backend.name} adapter."
-        return error_response(APIError(404, msg, code="unknown_url"))
+        return error_response(APIError(404, msg, code="unknown_url"), request.url.path)
     if exc.status_code == 405:
         msg = f"Method {request.method} is not allowed on {request.url.path}."
-        return error_response(APIError(405, msg, code="method_not_allowed", type="invalid_request_error"))
-    return error_response(APIError(exc.status_code, str(exc.detail)))
+        err = APIError(405, msg, code="method_not_allowed", type="invalid_request_error")
+        return error_response(err, request.url.path)
+    return error_response(APIError(exc.status_code, str(exc.detail)), request.url.path)
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
     log.exception("unexpected error", extra={"path": request.url.path})
-    return error_response(APIError(500, "Internal error in the modelyard adapter.", code="internal_error"))
+    err = APIError(500, "Internal error in the modelyard adapter.", code="internal_error")
+    return error_response(err, request.url.path)
 
 
 ERROR_HANDLERS: dict[Any, Any] = {APIError: _api_error, StarletteHTTPException: _http_error, Exception: _unexpected}

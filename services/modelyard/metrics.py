@@ -105,3 +105,10 @@ def track(backend: str, endpoint: str) -> Iterator[None]:
 
 def render() -> bytes:
     return generate_latest()
+
+
+FALLBACKS = Counter(
+    "modelyard_fallback_total",
+    "Generations sent to the fallback backend, by why the policy backend could not",
+    ["backend", "reason"],
+)

@@ -12,6 +12,7 @@ import orjson
 from fastapi.responses import StreamingResponse
 from starlette.background import BackgroundTask
 
+from .calls import current, usage_of
 from .errors import APIError
 from .gate import Aborted
 from .translate import StreamTranslator
@@ -59,9 +60,15 @@ def closer(ctx: Any) -> BackgroundTask:
 def relayed(ctx: Any, resp: httpx.Response, headers: dict[str, str] | None = None) -> StreamingResponse:
     """An open upstream stream passed on byte for byte; a break mid-way ends it with an error event."""
 
+    call = current()
+
     async def gen() -> AsyncIterator[bytes]:
         try:
             async for chunk in resp.aiter_bytes():
+                if call is not None:
+                    call.first_token()
+                    if b'"usage"' in chunk and (usage := usage_of(chunk)) is not None:
+                        call.usage = usage
                 yield chunk
         except httpx.HTTPError as exc:
             err = APIError(502, f"Upstream stream broke off ({type(exc).__name__}).", code="upstream_stream_error")
@@ -115,13 +122,22 @@ def translated(
     """The translated stream as our reply. `done` runs with the final Response before its last events go
     out (stored responses: what the client hears the end of is stored)."""
 
+    call = current()
+
     async def gen() -> AsyncIterator[bytes]:
         # The events one upstream chunk turns into go out as one write: one send through uvicorn and
         # the gateway instead of one per event (the first token comes with 3 more events around it).
+        started = False
         try:
             async for events, last in translate_events(resp, translator, chunk_error):
-                if last and done is not None:
-                    await done(translator.response)
+                if last:
+                    if call is not None:
+                        call.answered(translator.response)
+                    if done is not None:
+                        await done(translator.response)
+                elif started and events and call is not None:
+                    call.first_token()
+                started = True
                 if events:
                     yield sse_events(events)
         finally:

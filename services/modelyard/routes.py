@@ -12,10 +12,14 @@ from starlette.requests import HTTPConnection
 
 from . import metrics
 from .admin import ADMIN_HEADER, AdminService
+from .calls import current
 from .errors import APIError, invalid
+from .messages_serving import MessagesService
 from .serving import ChatService, ResponsesService, Serving, json_response
 from .sockets import serve_socket
 from .state import OPEN_SCOPE, SCOPE_HEADER, StateService
+from .tokenize import ROUTES as TOKENIZER_ROUTES
+from .tokenize import relay_tokenize
 
 router = APIRouter()
 
@@ -72,8 +76,18 @@ def responses(request: Request) -> ResponsesService:
     return request.app.state.responses
 
 
+def messages(request: Request) -> MessagesService:
+    return request.app.state.messages
+
+
 async def body_of(request: Request) -> dict[str, Any]:
-    return await read_json(request, serving(request).settings.max_body_bytes)
+    body = await read_json(request, serving(request).settings.max_body_bytes)
+    if (call := current()) is not None:  # what accounting and capture say of this request
+        model = body.get("model")
+        call.model = model if isinstance(model, str) else None
+        if call.rollout is not None and request.app.state.capture is not None:
+            call.request = orjson.loads(await request.body())  # as sent: serving changes `body`
+    return body
 
 
 # -- health ---------------------------------------------------------------------------------------
@@ -137,6 +151,17 @@ async def cancel_response(request: Request, response_id: str) -> Response:
 @router.get("/v1/responses/{response_id}/input_items")
 async def list_input_items(request: Request, response_id: str) -> Response:
     return await _stored(request, "GET", f"/{response_id}/input_items")
+
+
+# -- vLLM's /tokenize and /detokenize, at the root and under /v1 (tokenize.py) ------------------------
+async def tokenizer(request: Request) -> Response:
+    s = serving(request)
+    with metrics.track(s.name, "tokenize"):
+        return await relay_tokenize(s.upstream, s.backend, request.url.path, await body_of(request), forwarded(request))
+
+
+for _path in TOKENIZER_ROUTES:
+    router.add_api_route(_path, tokenizer, methods=["POST"], name=_path.strip("/").replace("/", "_"))
 
 
 # -- conversations (the local store) ---------------------------------------------------------------
@@ -222,3 +247,51 @@ async def pause(request: Request) -> Response:
 async def resume(request: Request) -> Response:
     service = admin(request)
     return json_response(service.resume(await optional_body(request)))
+
+
+# -- usage and captured rollouts (usage.py, capture.py), for the admin key -----------------------------
+@router.get("/v1/usage")
+async def usage(request: Request) -> Response:
+    admin(request)
+    return json_response(await request.app.state.ledger.report(request.query_params))
+
+
+@router.get("/v1/rollouts/{rollout_id}")
+async def rollout(request: Request, rollout_id: str) -> Response:
+    admin(request)
+    capture = request.app.state.capture
+    if capture is None:
+        raise APIError(404, "Capture is off: set MODELYARD_CAPTURE=true (and MODELYARD_STORE_URL).", code="not_found")
+    calls = await capture.calls(rollout=rollout_id)
+    return json_response({"object": "list", "rollout_id": rollout_id, "data": calls})
+
+
+@router.get("/v1/rollouts")
+async def rollouts(request: Request) -> Response:
+    """Captured calls by time range (`since`, `until`: Unix seconds) and/or key id (`key`), in order."""
+    admin(request)
+    capture = request.app.state.capture
+    if capture is None:
+        raise APIError(404, "Capture is off: set MODELYARD_CAPTURE=true (and MODELYARD_STORE_URL).", code="not_found")
+    q = request.query_params
+    bounds = {}
+    for name in ("since", "until"):
+        raw = q.get(name)
+        if raw is not None:
+            try:
+                bounds[name] = float(raw)
+            except ValueError:
+                raise invalid(f"'{name}' must be a Unix time in seconds.", name) from None
+    calls = await capture.calls(rollout=q.get("rollout_id"), scope=q.get("key"), **bounds)
+    return json_response({"object": "list", "data": calls})
+
+
+# Anthropic's Messages API (messages_serving.py); errors on these paths are in Anthropic's format (app.py).
+@router.post("/v1/messages")
+async def create_message(request: Request) -> Response:
+    return await messages(request).create(await body_of(request), forwarded(request))
+
+
+@router.post("/v1/messages/count_tokens")
+async def count_message_tokens(request: Request) -> Response:
+    return await messages(request).count_tokens(await body_of(request), forwarded(request))

@@ -20,17 +20,17 @@ from fastapi.responses import Response, StreamingResponse
 
 from . import metrics, relay
 from .backends import Backend
+from .calls import current
 from .errors import APIError, invalid
 from .state import OPEN_SCOPE, TERMINAL, StateService, Turn
 from .translate import (
-    ChatRequest,
     StreamTranslator,
-    chat_to_response,
+    Translation,
+    check_responses_request,
     new_response_id,
-    overflow_response,
     responses_to_chat,
+    sizes,
 )
-from .translate.schema import check_schema
 from .upstream import Upstream
 
 log = logging.getLogger("modelyard")
@@ -45,45 +45,9 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
 
 
 def check_sizes(body: dict[str, Any], settings: Any, items_key: str) -> None:
-    """Bounds on what one request may carry (MODELYARD_MAX_INPUT_ITEMS, MODELYARD_MAX_TOOLS): a 400 naming
-    the field, before any translation work. Also the list fields' types, which chat requests are relayed
-    with unchecked otherwise."""
-    for key, limit, setting in (
-        (items_key, settings.max_input_items, "MODELYARD_MAX_INPUT_ITEMS"),
-        ("tools", settings.max_tools, "MODELYARD_MAX_TOOLS"),
-    ):
-        value = body.get(key)
-        if value is None or (key == "input" and isinstance(value, str)):
-            continue
-        if not isinstance(value, list):
-            accepted = "a string or an array of input items" if key == "input" else "an array"
-            msg = f"'{key}' must be {accepted}, got {_json_type(value)}."
-            raise invalid(msg, param=key, code="invalid_type")
-        if limit and len(value) > limit:
-            msg = f"'{key}' has {len(value)} entries; at most {limit} are allowed ({setting})."
-            raise invalid(msg, param=key, code="array_above_max_length")
-    if body.get("stream") not in (None, True, False):  # a truthy list would otherwise start a stream
-        raise invalid("'stream' must be a boolean (true or false).", param="stream", code="invalid_type")
-    if items_key == "messages":  # chat tools go to the engine as they are: a bad schema is a 400 here, not its 500
-        for i, tool in enumerate(body.get("tools") or []):
-            if not isinstance(tool, dict) or not isinstance(tool.get("function", {}), dict):
-                raise invalid(f"'tools[{i}]' must be an object.", param=f"tools[{i}]", code="invalid_type")
-            nested = "function" in tool  # some backends also take Responses' flat tools here
-            fn = tool["function"] if nested else tool
-            if fn.get("parameters") is not None:
-                check_schema(
-                    fn["parameters"], f"tools[{i}].function.parameters" if nested else f"tools[{i}].parameters"
-                )
-
-
-def _json_type(value: Any) -> str:
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    return "an object" if isinstance(value, dict) else type(value).__name__
+    """Bounds on what one request may carry (MODELYARD_MAX_INPUT_ITEMS, MODELYARD_MAX_TOOLS) and the list
+    fields' types, before any translation work (translate/sizes.py)."""
+    sizes.check_sizes(body, settings.max_input_items, settings.max_tools, items_key)
 
 
 class Serving:
@@ -103,6 +67,8 @@ class Serving:
         """The upstream's 200 JSON reply passed on as it is (its usage counted)."""
         reply = await self.upstream.call(method, path, body, headers=headers, params=params)
         metrics.count_usage(self.name, reply.json)
+        if (call := current()) is not None:
+            call.answered(reply.json)
         return Response(reply.content, media_type=JSON, headers=self.stamped())
 
     async def relay_stream(
@@ -150,50 +116,49 @@ class ResponsesService(Serving):
         check_sizes(body, self.settings, "input")
         self.settings.check_model(body)
         with metrics.track(self.name, "responses"):
-            try:
-                if self.backend.native_responses:
-                    return await self.native(body, headers)
-                turn = await self.state.prepare(body, scope) if self.state else None
-                if turn is not None and turn.background:
-                    return await self.background(body, headers, turn)
-                return await self.translated(body, headers, turn)
-            except APIError as err:
-                if err.code != "context_length_exceeded" or self.backend.options.context_overflow != "incomplete":
-                    raise
-                return await self.overflow(body, err, turn if not self.backend.native_responses else None)
+            if self.backend.native_responses:
+                return await self.native(body, headers)
+            turn = await self.state.prepare(body, scope) if self.state else None
+            if turn is not None and turn.background:
+                return await self.background(body, headers, turn)
+            return await self.translated(body, headers, turn)
+
+    def overflows(self, err: APIError) -> bool:
+        return err.code == "context_length_exceeded" and self.backend.options.context_overflow == "incomplete"
 
     async def native(self, body: dict[str, Any], headers: dict[str, str]) -> Response:
+        check_responses_request(body)  # the value checks every backend applies
         self.backend.prepare_responses(body)
-        if body.get("stream"):
-            return await self.relay_stream(self.backend.responses_path, body, headers)
-        return await self.relay("POST", self.backend.responses_path, body, headers)
+        try:
+            if body.get("stream"):
+                return await self.relay_stream(self.backend.responses_path, body, headers)
+            return await self.relay("POST", self.backend.responses_path, body, headers)
+        except APIError as err:
+            if not self.overflows(err):
+                raise
+            chat = Translation({}, [], echo={"model": body.get("model")}, opts=self.backend.options)
+            return await self.overflow(chat, bool(body.get("stream")), err, None, {})
 
-    def translate(self, body: dict[str, Any]) -> tuple[ChatRequest, dict[str, str]]:
+    def translate(self, body: dict[str, Any], turn: Turn | None) -> tuple[Translation, dict[str, str]]:
         """Hooks 1-3 (backends/base.py): the chat request, and the header naming what was dropped."""
         backend = self.backend
         extras = backend.take_extras(body)  # 1
         chat = responses_to_chat(body, backend.options)  # 2
         chat.body.update(extras)
         backend.prepare_chat(chat.body)  # 3
-        return chat, {DROPPED_HEADER: ",".join(chat.dropped)} if chat.dropped else {}
-
-    def translator(self, body: dict[str, Any], turn: Turn | None) -> StreamTranslator:
-        translator = StreamTranslator(
-            body, response_id=new_response_id(), created_at=int(time.time()), opts=self.backend.options
-        )
         if turn is not None:
-            turn.echo(translator.response)
-        return translator
+            turn.echo(chat.echo)  # every Response of this request says what was done with it
+        return chat, {DROPPED_HEADER: ",".join(chat.dropped)} if chat.dropped else {}
 
     async def translated(self, body: dict[str, Any], headers: dict[str, str], turn: Turn | None) -> Response:
         """The backend hooks in their order (backends/base.py), then the upstream, then the reply."""
         backend = self.backend
-        chat, dropped = self.translate(body)
+        chat, dropped = self.translate(body, turn)
         try:
             await backend.before_chat(self.upstream, chat)  # 4
             path = backend.chat_url(chat.body)  # 5
             if body.get("stream"):
-                translator = self.translator(body, turn)
+                translator = chat.stream(new_response_id(), int(time.time()))
                 ctx, resp = await self.upstream.open("POST", path, chat.body, headers=headers)
                 done = functools.partial(self.state.save, turn) if self.state and turn else None
                 self.versioned(translator.response)
@@ -201,15 +166,17 @@ class ResponsesService(Serving):
                 return relay.translated(ctx, resp, translator, lambda c: backend.error(500, c), stamped, done)
             reply = await self.upstream.call("POST", path, chat.body, headers=headers)
         except APIError as err:
+            if self.overflows(err):
+                return await self.overflow(chat, bool(body.get("stream")), err, turn, dropped)
             err.headers.update(dropped)  # what was dropped is said on an error reply too
             raise
         metrics.count_usage(self.name, reply.json)
-        out = chat_to_response(
-            reply.json, body, response_id=new_response_id(), created_at=int(time.time()), opts=backend.options
-        )
+        out = chat.reply(reply.json, response_id=new_response_id(), created_at=int(time.time()))
         self.versioned(out)
+        if (call := current()) is not None:
+            call.answered(out)
         if self.state and turn:
-            await self.state.save(turn, turn.echo(out))
+            await self.state.save(turn, out)
         return json_response(out, headers=self.stamped(dropped))
 
     def versioned(self, response: dict[str, Any]) -> None:
@@ -218,22 +185,21 @@ class ResponsesService(Serving):
         if version:
             response["metadata"] = {**(response.get("metadata") or {}), "policy_version": version}
 
-    async def overflow(self, body: dict[str, Any], err: APIError, turn: Turn | None) -> Response:
+    async def overflow(
+        self, chat: Translation, stream: bool, err: APIError, turn: Turn | None, headers: dict[str, str]
+    ) -> Response:
         """context_overflow="incomplete" (NeMo Gym's behaviour): an input the model has no room for is an
         `incomplete` Response with no output, streamed or not as asked, instead of a 400."""
         log.info(
             "context overflow answered as an incomplete response", extra={"backend": self.name, "why": err.message}
         )
-        response_id, created_at = new_response_id(), int(time.time())
-        headers = {k: v for k, v in err.headers.items() if k == DROPPED_HEADER}
-        response = overflow_response(body, response_id=response_id, created_at=created_at)
+        events = chat.overflow_events(response_id=new_response_id(), created_at=int(time.time()))
         if self.state and turn:
-            await self.state.save(turn, turn.echo(response))
-        if body.get("stream"):
-            translator = self.translator(body, turn)
-            events = relay.sse_events(translator.overflow())
-            return Response(events, media_type="text/event-stream", headers={**relay.SSE_HEADERS, **headers})
-        return json_response(response, headers=headers)
+            await self.state.save(turn, events[-1]["response"])
+        if stream:
+            body = relay.sse_events(events)
+            return Response(body, media_type="text/event-stream", headers={**relay.SSE_HEADERS, **headers})
+        return json_response(events[-1]["response"], headers=headers)
 
     # -- background mode --------------------------------------------------------------------------------
     async def background(self, body: dict[str, Any], headers: dict[str, str], turn: Turn) -> Response:
@@ -243,8 +209,8 @@ class ResponsesService(Serving):
         assert self.state is not None
         client_stream = bool(body.get("stream"))
         body["stream"] = True  # the engine streams either way: the events are what is stored
-        chat, dropped = self.translate(body)  # a bad request is a 400 now, not a failed response later
-        translator = self.translator(body, turn)
+        chat, dropped = self.translate(body, turn)  # a bad request is a 400 now, not a failed response later
+        translator = chat.stream(new_response_id(), int(time.time()))
         queued = dict(translator.response, status="queued", output=[])
         await self.state.save(turn, queued)
         feed: asyncio.Queue[list[dict[str, Any]] | None] | None = asyncio.Queue() if client_stream else None
@@ -255,7 +221,7 @@ class ResponsesService(Serving):
         return StreamingResponse(_drain(feed), media_type="text/event-stream", headers={**relay.SSE_HEADERS, **dropped})
 
     async def _run(
-        self, chat: ChatRequest, headers: dict[str, str], translator: StreamTranslator, turn: Turn,
+        self, chat: Translation, headers: dict[str, str], translator: StreamTranslator, turn: Turn,
         feed: asyncio.Queue[list[dict[str, Any]] | None] | None,
     ) -> None:  # fmt: skip
         state, backend, rid = self.state, self.backend, translator.response["id"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -19,6 +20,7 @@ from . import relay
 from .errors import APIError, invalid
 from .serving import check_sizes
 from .state import TERMINAL, Turn, normalize_input
+from .translate import new_response_id
 
 if TYPE_CHECKING:
     from .serving import ResponsesService
@@ -107,9 +109,9 @@ class Session:
         service.settings.check_model(body)
         turn = await self.prepare(body)
         body["stream"] = True
-        chat, _ = service.translate(body)
+        chat, _ = service.translate(body, turn)
         await service.backend.before_chat(service.upstream, chat)
-        translator = service.translator(body, turn)
+        translator = chat.stream(new_response_id(), int(time.time()))
         path = service.backend.chat_url(chat.body)
         ctx, resp = await service.upstream.open("POST", path, chat.body, headers=self.headers)
         try:

@@ -134,6 +134,7 @@ class Upstream:
         self.errors: ErrorMap = errors or _Plain()
         self.limit = ConcurrencyLimit(p.max_concurrency, p.queue_size)
         self.gate = Gate()
+        self.fallback: Fallback | None = None  # where generations go when this upstream cannot take them
         self.budget = RetryBudget(p.budget_ratio, p.budget_min, p.budget_window, p.clock)
         self._ttft = metrics.TTFT.labels(name)
         metrics.watch(metrics.UPSTREAM_IN_FLIGHT, name, lambda: self.limit.active)
@@ -258,6 +259,17 @@ class Upstream:
         return UpstreamStream(self, Spec(method, path, body, headers, params))
 
     async def _run(self, spec: Spec, stream: bool) -> tuple[httpx.Response, bool]:
+        """`_dispatch`, or, where a fallback is set and the upstream cannot take a generation that has not
+        started (every replica out, the circuit open, no slot), the fallback's (docs/fleet.md)."""
+        try:
+            return await self._dispatch(spec, stream)
+        except APIError as err:
+            fb = self.fallback
+            if fb is None or spec.method not in _LIMITED_METHODS or err.code not in FALLBACK_CODES:
+                raise
+            return await fb.take(spec, stream, err)
+
+    async def _dispatch(self, spec: Spec, stream: bool) -> tuple[httpx.Response, bool]:
         """Admission, the concurrency slot, the total timeout and the attempts, for plain and streamed
         requests alike. Returns the reply and whether it holds a slot (the caller gives it back)."""
         p = self.policy
@@ -379,6 +391,38 @@ class Upstream:
     def _denied(self, why: str) -> None:
         metrics.RETRIES_DENIED.labels(self.name, why).inc()
         return None
+
+
+# Refusals before anything reached an engine: safe to send the request elsewhere.
+FALLBACK_CODES = frozenset({"upstream_unavailable", "upstream_circuit_open", "upstream_busy"})
+# Engine-only request fields a generic OpenAI-compatible fallback would refuse.
+_ENGINE_ONLY = ("return_token_ids", "kv_transfer_params", "chat_template_kwargs", "min_tokens", "top_k")
+
+
+class Fallback:
+    """A named fallback backend (MODELYARD_FALLBACK_URL, off by default): an OpenAI-compatible chat upstream
+    with its own key and model. The reply says it came from there (x-modelyard-fallback, and the
+    modelyard_fallback_total metric); RL runs usually keep it off, since another policy answers."""
+
+    def __init__(self, name: str, upstream: Upstream, model: str) -> None:
+        self.name, self.upstream, self.model = name, upstream, model
+
+    async def take(self, spec: Spec, stream: bool, why: APIError) -> tuple[httpx.Response, bool]:
+        from .calls import current
+
+        body = orjson.loads(spec.content) if spec.content else {}
+        for key in _ENGINE_ONLY:
+            body.pop(key, None)
+        if self.model:
+            body["model"] = self.model
+        moved = Spec(spec.method, spec.path, body, spec.headers, spec.params)
+        metrics.FALLBACKS.labels(self.upstream.name, why.code or "").inc()
+        if (call := current()) is not None:
+            call.fallback = self.name
+        resp, held = await self.upstream._dispatch(moved, stream)
+        if held:  # the fallback's own slot is not the primary's to give back
+            self.upstream.limit.release()
+        return resp, False
 
 
 class UpstreamStream:

@@ -58,10 +58,18 @@ class Hosted:
     def standin(self) -> httpx.Client:
         return httpx.Client(base_url=f"http://127.0.0.1:{self.standin_port}", timeout=10)
 
-    def requests(self) -> list[dict[str, Any]]:
-        """What the stand-in provider received since the last clear()."""
+    def requests(self, probes: bool = False) -> list[dict[str, Any]]:
+        """What the stand-in provider received since the last clear(); without the adapter's readiness
+        probes (GET .../models, every health check), which land between a test's own requests at random."""
         with self.standin() as s:
-            return s.get("/_requests").json()
+            seen = s.get("/_requests").json()
+        if probes:
+            return seen
+        return [
+            r
+            for r in seen
+            if not (r["method"] == "GET" and r["path"].endswith("/models") and "x-request-id" not in r["headers"])
+        ]
 
     def clear(self) -> None:
         with self.standin() as s:

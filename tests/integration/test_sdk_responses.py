@@ -3,9 +3,11 @@
 Every call goes through the official SDK with strict response validation, and every byte the stack sends
 back is recorded on the way in: each Response and each stream event is then checked against the SDK's
 types (strictly, no unknown fields) and against the OpenAPI spec, and each stream against the event-order
-rules a client relies on. SmolLM2-135M-Instruct is tiny: tool calls are asked for with a named or required
-tool_choice (vLLM then holds the model to the call's schema), JSON with a json_schema format (guided
-decoding), and every generation is kept short.
+rules a client relies on. SmolLM2-135M-Instruct is tiny: where a test is about the protocol, the model is
+constrained so that the outcome is certain. Tool calls are asked for with a named or required tool_choice
+and a strict schema whose string is an enum (vLLM's guided decoding then holds the model to it: a free
+string once ran past max_output_tokens), JSON with a json_schema format whose strings have a maxLength,
+and every generation is kept short.
 
 Set MODELYARD_STACK_URL (e.g. http://127.0.0.1:8080) to run these against a stack that is already up.
 """
@@ -24,9 +26,9 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
-from tests.unit.spec import SPEC, check_sdk_event, check_sdk_response, check_spec
+from tests.unit.spec import SPEC, check_echo, check_sdk_event, check_sdk_response, check_spec
 from tests.unit.test_translate_stream import check_sequence
 
 from .conftest import free_port
@@ -39,7 +41,7 @@ WEATHER = {
     "description": "Current weather for a city.",
     "parameters": {
         "type": "object",
-        "properties": {"city": {"type": "string"}},
+        "properties": {"city": {"type": "string", "enum": ["Paris", "Tokyo", "London"]}},
         "required": ["city"],
         "additionalProperties": False,
     },
@@ -118,12 +120,15 @@ class Recorder(httpx.BaseTransport):
 
 def check_response(obj: dict[str, Any]) -> None:
     check_sdk_response(obj)
+    check_echo(obj)
     if SPEC.exists():  # test_openapi_spec_is_present says when it is not
         check_spec(obj, "Response")
 
 
 def check_event(obj: dict[str, Any]) -> None:
     check_sdk_event(obj)
+    if isinstance(obj.get("response"), dict):
+        check_echo(obj["response"])
     if SPEC.exists():
         check_spec(obj, "ResponseStreamEvent")
 
@@ -284,7 +289,7 @@ def test_stream_ends_in_the_response_a_create_returns(sdk: SDK) -> None:
 
 
 class Person(BaseModel):
-    name: str
+    name: str = Field(max_length=24)  # a name cannot run past max_output_tokens
     age: int
 
 
@@ -293,7 +298,7 @@ def test_parse_with_a_pydantic_model(sdk: SDK) -> None:
         model=sdk.model,
         input="Give the name and age of a fictional person.",
         text_format=Person,
-        max_output_tokens=48,
+        max_output_tokens=64,
         temperature=0,
     )
     sdk.check_all()
@@ -327,6 +332,7 @@ def test_two_turn_tool_loop(sdk: SDK) -> None:
         instructions="Answer in one short sentence using the tool result.",
         input=[question, *first.output, result],  # the first turn's items, sent back as they came
         tools=[WEATHER],
+        tool_choice="none",  # an answer, not another call: the outcome is certain
         max_output_tokens=32,
         temperature=0,
     )
@@ -404,6 +410,7 @@ def test_chat_completions_stream_passes_through_chunk_by_chunk(sdk: SDK) -> None
         temperature=0,
         stream=True,
         stream_options={"include_usage": True},
+        extra_body={"min_tokens": 12},  # vLLM's: exactly 12 tokens, whatever the model would stop at
     )
     chunks = list(stream)
     sdk.check_all()

@@ -3,7 +3,12 @@
 The spec is read from `MODELYARD_OPENAPI_SPEC`, else from the `shared/spec` folder beside the checkout;
 tests that need it skip when it is absent. The SDK check is strict about our own keys: a field the SDK
 type does not know is an error (a typo would otherwise pass, since SDK models accept extra fields),
-except for the few the spec has and this SDK version lacks.
+except for the few the spec has and this SDK version lacks, or OpenAI sends and both lack.
+
+Stricter than the spec: an echoed sampling number (`temperature`, `top_p`, …, typed `number | null`) must
+be a number, `service_tier` a string, and `usage` present on every Response. One way looser: `usage` may
+be null (until it is known: on response.created and in_progress, or where the upstream sent none), as
+OpenAI sends it and the SDK types it, where the spec's ResponseUsage is not nullable.
 """
 
 from __future__ import annotations
@@ -28,7 +33,15 @@ SPEC = Path(
 )
 _URI = "urn:openai-openapi"
 # Fields we send that the spec has but this SDK's models do not.
-_SDK_EXTRAS = {("Response", "store"), ("ResponseFunctionCallArgumentsDoneEvent", "name")}
+_SDK_EXTRAS = {
+    ("Response", "store"),
+    ("ResponseFunctionCallArgumentsDoneEvent", "name"),
+    # OpenAI's Responses carry them; neither the spec nor this SDK has them yet.
+    ("Response", "presence_penalty"),
+    ("Response", "frequency_penalty"),
+}
+# Echoed numbers: the value in force, never null.
+_NUMBERS = ("temperature", "top_p", "top_logprobs", "presence_penalty", "frequency_penalty")
 
 
 @functools.cache
@@ -45,8 +58,27 @@ def validator(schema: str) -> Draft202012Validator:
     return Draft202012Validator({"$ref": f"{_URI}#/components/schemas/{schema}"}, registry=_registry())
 
 
+def _without_null_usage(obj: Any) -> Any:
+    if not isinstance(obj, dict):
+        return obj
+    if isinstance(obj.get("response"), dict):
+        return {**obj, "response": _without_null_usage(obj["response"])}
+    return {k: v for k, v in obj.items() if k != "usage"} if "usage" in obj and obj["usage"] is None else obj
+
+
+def check_echo(response: dict[str, Any]) -> None:
+    """What the spec lets be null or missing and a Response here must say: the sampling in force, the
+    service tier, and `usage` (null until known)."""
+    for key in _NUMBERS:
+        value = response.get(key)
+        assert isinstance(value, int | float) and not isinstance(value, bool), f"Response.{key} is {value!r}"
+    assert isinstance(response.get("service_tier"), str), f"Response.service_tier is {response.get('service_tier')!r}"
+    assert "usage" in response, "Response.usage is missing"
+
+
 def check_spec(obj: Any, schema: str) -> None:
-    """Assert `obj` is valid against `#/components/schemas/<schema>`."""
+    """Assert `obj` is valid against `#/components/schemas/<schema>` (a null `usage` allowed, see above)."""
+    obj = _without_null_usage(obj)
     error = best_match(validator(schema).iter_errors(obj))
     if error is not None:
         path = "/".join(str(p) for p in error.absolute_path)
@@ -83,12 +115,16 @@ def check_sdk_event(obj: dict[str, Any]) -> Any:
 
 
 def check_response(obj: dict[str, Any]) -> None:
-    """A Response: valid for the SDK and for the spec."""
+    """A Response: valid for the SDK and for the spec, its echo complete."""
     check_sdk_response(obj)
     check_spec(obj, "Response")
+    check_echo(obj)
 
 
 def check_event(obj: dict[str, Any]) -> None:
-    """A stream event: valid for the SDK's ResponseStreamEvent union and the spec's."""
+    """A stream event: valid for the SDK's ResponseStreamEvent union and the spec's; a Response it
+    carries, with its echo complete."""
     check_sdk_event(obj)
     check_spec(obj, "ResponseStreamEvent")
+    if isinstance(obj.get("response"), dict):
+        check_echo(obj["response"])

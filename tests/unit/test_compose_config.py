@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from modelyard.config import Settings
+
 ROOT = Path(__file__).resolve().parents[2]
 
 if not shutil.which("docker"):
@@ -90,7 +92,8 @@ def test_every_service_is_locked_down_and_adapters_drain_before_compose_kills(pr
         assert "no-new-privileges:true" in svc.get("security_opt", []), name
         assert svc.get("privileged") is not True and "user" not in svc, name  # the images' own non-root users
         if name.startswith("adapter-"):
-            grace = float(svc["environment"]["MODELYARD_SHUTDOWN_GRACE"])
+            # Empty (compose repeats no default): the adapter's own default.
+            grace = float(svc["environment"]["MODELYARD_SHUTDOWN_GRACE"] or Settings.shutdown_grace)
             assert float(svc["stop_grace_period"].rstrip("s")) > grace, name
 
 

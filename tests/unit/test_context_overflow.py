@@ -17,10 +17,10 @@ from fastapi.testclient import TestClient
 from modelyard.app import create_app
 from modelyard.backends import load
 from modelyard.config import ConfigError, Settings
-from modelyard.envfile import ConfigError as EnvConfigError
-from modelyard.envfile import resolve
 from modelyard.upstream import Upstream
 from tests.unit.spec import check_event, check_response
+from tools.render_env import ConfigError as EnvConfigError
+from tools.render_env import resolve
 
 ROOT = Path(__file__).resolve().parents[2]
 OVERFLOW = json.loads((Path(__file__).parent / "golden/errors/context_overflow.json").read_text())
@@ -75,7 +75,8 @@ def test_compose_passes_the_settings_to_every_adapter() -> None:
     assert len(adapters) == 5
     for name in adapters:
         env = services[name]["environment"]
-        assert env["MODELYARD_CONTEXT_OVERFLOW"] == "${MODELYARD_CONTEXT_OVERFLOW:-error}", name
+        # No default repeated: empty is the adapter's own ("error", declared in modelyard/config.py).
+        assert env["MODELYARD_CONTEXT_OVERFLOW"] == "${MODELYARD_CONTEXT_OVERFLOW:-}", name
         assert env["MODELYARD_TOLERATE_PARAMS"] == "${MODELYARD_TOLERATE_PARAMS:-}", name
 
 

@@ -1,4 +1,4 @@
-"""scripts/render-env (modelyard.envfile): env.yaml -> the .env that compose.yaml reads."""
+"""scripts/render-env (tools.render_env): env.yaml -> the .env that compose.yaml reads."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from modelyard import envfile
-from modelyard.envfile import ConfigError, resolve
+from tools import render_env as envfile
+from tools.render_env import ConfigError, resolve
 
 ROOT = Path(__file__).resolve().parents[2]
 HAVE_DOCKER = shutil.which("docker") is not None
@@ -627,6 +627,37 @@ def test_nemo_gym_openai_model_config_maps_onto_openai_and_needs_its_key() -> No
     assert rendered.variables["POLICY_MODEL_NAME"] == "gpt-4.1"
     assert "OPENAI_BASE_URL" not in rendered.variables  # ${policy_base_url} unset: compose's default
     assert "policy_api_key is required by profile 'openai'" in problems("", nemo_gym_config=OPENAI_CONFIG)
+
+
+TRAINING_CONFIG = ROOT / "configs" / "nemo_gym_vllm_model_for_training.yaml"
+
+
+def test_the_nemo_gym_training_config_points_nemo_gym_at_the_gateway_and_the_stack_at_its_engine() -> None:
+    rendered = render("", nemo_gym_config=TRAINING_CONFIG)
+    assert rendered.profile == "cpu"
+    assert rendered.variables["MODELYARD_RETURN_TOKEN_IDS"] == "true"
+    assert rendered.variables["VLLM_SERVED_MODEL_NAME"] == "SmolLM2-135M-Instruct"
+    assert "VLLM_BASE_URL" not in rendered.variables  # the gateway is NeMo Gym's address, not an engine
+    assert any("is this stack's gateway" in note for note in rendered.notes)
+    on_gpus = render("vllm: {model: Qwen/Qwen3-8B}\npolicy_model_name: qwen", nemo_gym_config=TRAINING_CONFIG)
+    assert on_gpus.profile == "vllm" and "VLLM_BASE_URL" not in on_gpus.variables
+
+
+@pytest.mark.parametrize(
+    ("url", "port", "own"),
+    [
+        ("http://127.0.0.1:8080/v1", None, True),
+        ("http://localhost:8080", None, True),
+        ("http://127.0.0.1:9000/vllm/v1", 9000, True),
+        ("http://127.0.0.1:9000/v1", None, False),  # another port: an engine of its own
+        ("http://10.0.0.5:8080/v1", None, False),
+        ("http://127.0.0.1:8000/v1", None, False),
+    ],
+)
+def test_a_policy_base_url_at_the_stacks_own_gateway_is_not_an_engine(url: str, port: int | None, own: bool) -> None:
+    text = f"policy_base_url: {url}\n" + (f"gateway: {{port: {port}}}\n" if port else "")
+    rendered = render(text)
+    assert ("VLLM_BASE_URL" not in rendered.variables) is own
 
 
 def test_env_yaml_can_name_the_nemo_gym_config_relative_to_itself(tmp_path) -> None:

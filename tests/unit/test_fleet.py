@@ -206,3 +206,41 @@ def test_pause_with_abort_ends_in_flight_generations_with_a_clear_error() -> Non
 def test_pause_checks_its_body(body: dict) -> None:
     with app(Fleet()) as tc:
         assert tc.post("/admin/pause", json=body, headers=ADMIN).status_code == 400
+
+
+def test_fallback_takes_what_the_policy_backend_cannot_and_says_so() -> None:
+    from modelyard import metrics
+    from modelyard.upstream import Fallback, Upstream
+
+    class Down(Fleet):
+        async def __call__(self, request: httpx.Request) -> httpx.Response:
+            raise httpx.ConnectError("refused", request=request)
+
+    hosted: list[dict] = []
+
+    def catalog(request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        hosted.append({"body": body, "auth": request.headers.get("authorization")})
+        return httpx.Response(200, json={**REPLY, "model": body["model"]})
+
+    settings = Settings.from_env(
+        "vllm",
+        {"MODELYARD_UPSTREAM_URL": "http://engine-a:8000/v1", "MODELYARD_BREAKER_FAILURES": "1",
+         "MODELYARD_RETRIES": "0", "MODELYARD_RETURN_TOKEN_IDS": "false"},
+    )  # fmt: skip
+    backend = load("vllm", settings)
+    up = backend.make_upstream(httpx.MockTransport(Down()))
+    fb = Upstream("https://catalog.example/v1", headers={"authorization": "Bearer fb-key"},
+                  transport=httpx.MockTransport(catalog), name="vllm-catalog", errors=backend)  # fmt: skip
+    up.fallback = Fallback("catalog", fb, "meta/llama-3.1-8b-instruct")
+    before = metrics.FALLBACKS.labels("vllm-catalog", "upstream_circuit_open")._value.get()
+    with TestClient(create_app(backend, upstream=up)) as tc:
+        first = tc.post("/v1/chat/completions", json={**CHAT, "chat_template_kwargs": {"x": 1}})
+        assert first.status_code == 502  # the engine refused after the request started: no fallback
+        moved = tc.post("/v1/chat/completions", json=CHAT)  # the circuit is open now: not started, so moved
+        assert moved.status_code == 200 and moved.headers["x-modelyard-fallback"] == "catalog"
+        assert moved.json()["model"] == "meta/llama-3.1-8b-instruct"
+        resp = tc.post("/v1/responses", json={"model": "m", "input": "x"})
+        assert resp.status_code == 200 and resp.headers["x-modelyard-fallback"] == "catalog"
+    assert hosted[0]["auth"] == "Bearer fb-key" and "chat_template_kwargs" not in hosted[0]["body"]
+    assert metrics.FALLBACKS.labels("vllm-catalog", "upstream_circuit_open")._value.get() - before == 2

@@ -16,13 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from modelyard.translate import (
-    StreamTranslator,
-    TranslateOptions,
-    chat_to_response,
-    overflow_response,
-    responses_to_chat,
-)
+from modelyard.translate import TranslateOptions, responses_to_chat
 from modelyard.upstream_errors import upstream_error
 from tests.unit.spec import check_event, check_response
 from tests.unit.test_translate_stream import check_sequence
@@ -36,11 +30,11 @@ RID = "resp_" + "ef" * 24
 
 
 def translate(case: dict[str, Any]) -> dict[str, Any]:
-    return chat_to_response(case["chat"], case["request"], response_id=RID, created_at=1, opts=OPTS)
+    return responses_to_chat(case["request"], OPTS).reply(case["chat"], response_id=RID, created_at=1)
 
 
 def stream(case: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    translator = StreamTranslator(case["request"], response_id=RID, created_at=1, opts=OPTS)
+    translator = responses_to_chat(case["request"], OPTS).stream(RID, 1)
     events = translator.start()
     for chunk in case["chunks"]:
         events += translator.feed(chunk)
@@ -254,12 +248,12 @@ def test_context_overflow_is_a_400_naming_input() -> None:
 
 def test_context_overflow_as_incomplete() -> None:
     case = ERRORS["context_overflow"]
-    response = overflow_response(case["request"], response_id=RID, created_at=1)
+    translation = responses_to_chat(case["request"], OPTS)
+    response = translation.overflow(response_id=RID, created_at=1)
     check_response(response)
     assert response["status"] == "incomplete" and response["output"] == []
     assert response["incomplete_details"] == {"reason": "max_output_tokens"}
-    translator = StreamTranslator(case["request"], response_id=RID, created_at=1, opts=OPTS)
-    events = translator.overflow()
+    events = translation.overflow_events(response_id=RID, created_at=1)
     for event in events:
         check_event(event)
     assert events[-1]["response"] == response

@@ -257,7 +257,7 @@ def test_accepted_and_not_sent() -> None:
     body = chat(
         input="x",
         metadata={"k": "v"},
-        store=True,
+        store=False,
         truncation="disabled",
         background=False,
         previous_response_id=None,

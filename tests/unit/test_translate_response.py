@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from modelyard.errors import APIError
-from modelyard.translate import TranslateOptions, chat_to_response, new_response_id, overflow_response
+from modelyard.translate import TranslateOptions, new_response_id, responses_to_chat
 from tests.unit.spec import check_response
 
 GOLDEN = sorted((Path(__file__).parent / "golden").glob("*.json"))
@@ -23,7 +23,7 @@ def load(name: str) -> dict[str, Any]:
 
 
 def translate(chat: dict, request: dict | None = None, opts: TranslateOptions = OPTS) -> dict:
-    return chat_to_response(chat, request or {"model": "m", "input": "x"}, response_id=RID, created_at=1, opts=opts)
+    return responses_to_chat(request or {"model": "m", "input": "x"}, opts).reply(chat, response_id=RID, created_at=1)
 
 
 def reply(message: dict, finish: str = "stop", **choice: Any) -> dict:
@@ -49,7 +49,7 @@ def text_of(response: dict) -> str:
 def test_golden_reply_is_a_valid_response(path: Path) -> None:
     case = json.loads(path.read_text())
     request = copy.deepcopy(case["request"])
-    response = chat_to_response(case["chat"], request, response_id=RID, created_at=1, opts=OPTS)
+    response = responses_to_chat(request, OPTS).reply(case["chat"], response_id=RID, created_at=1)
     assert request == case["request"], "the request is left as it was"
     assert response["id"] == RID and response["object"] == "response"
     assert response["model"] == case["chat"]["model"]
@@ -113,7 +113,7 @@ def test_echo_of_request_params() -> None:
         "top_logprobs": 3,
         "metadata": {"run": "7"},
         "user": "u1",
-        "store": True,
+        "store": False,
         "reasoning": {"effort": "high", "summary": "auto"},
         "text": {"format": {"type": "json_object"}},
         "prompt_cache_key": "k",
@@ -135,10 +135,13 @@ def test_echo_of_request_params() -> None:
         "metadata": {"run": "7"},
         "user": "u1",
         "store": False,
-        "reasoning": {"effort": "high", "summary": "auto"},
+        "reasoning": {"effort": "high", "summary": None},  # a summary is not made: dropped and named
         "text": {"format": {"type": "json_object"}},
         "prompt_cache_key": "k",
         "safety_identifier": "s",
+        "presence_penalty": 0.0,
+        "frequency_penalty": 0.0,
+        "service_tier": "default",
         "previous_response_id": None,
         "truncation": "disabled",
         "background": False,
@@ -152,7 +155,16 @@ def test_defaults_when_the_request_sets_nothing() -> None:
     check_response(response)
     assert response["tools"] == [] and response["tool_choice"] == "auto" and response["parallel_tool_calls"] is True
     assert response["text"] == {"format": {"type": "text"}} and response["metadata"] == {}
-    assert response["temperature"] is None and response["reasoning"] is None and "user" not in response
+    assert response["reasoning"] is None and "user" not in response
+    # The sampling in force: the engine's defaults, never null.
+    assert [response[k] for k in ("temperature", "top_p", "top_logprobs", "presence_penalty", "frequency_penalty")] == [
+        1.0,
+        1.0,
+        0,
+        0.0,
+        0.0,
+    ]
+    assert response["service_tier"] == "default"
     assert response["output"] == [
         {
             "id": response["output"][0]["id"],
@@ -183,7 +195,7 @@ def test_usage_details() -> None:
     }
     del chat["usage"]
     response = translate(chat)
-    assert "usage" not in response
+    assert response["usage"] is None  # the upstream sent none
     check_response(response)
 
 
@@ -299,7 +311,7 @@ def test_reply_without_choices_is_502(chat: dict) -> None:
 
 
 def test_overflow_response() -> None:
-    response = overflow_response({"model": "m", "input": "x"}, response_id=RID, created_at=1)
+    response = responses_to_chat({"model": "m", "input": "x"}, OPTS).overflow(response_id=RID, created_at=1)
     check_response(response)
     assert response["status"] == "incomplete" and response["output"] == []
     assert response["incomplete_details"] == {"reason": "max_output_tokens"}

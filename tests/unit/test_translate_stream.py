@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from modelyard.translate import StreamTranslator, TranslateOptions, chat_to_response
+from modelyard.translate import StreamTranslator, TranslateOptions, responses_to_chat
 from tests.unit.spec import check_event, check_response
 
 GOLDEN = sorted((Path(__file__).parent / "golden").glob("*.json"))
@@ -19,8 +19,17 @@ RID = "resp_" + "cd" * 24
 REQUEST = {"model": "m", "input": "x"}
 
 
+def translator_for(request: dict = REQUEST, opts: TranslateOptions = OPTS) -> StreamTranslator:
+    return responses_to_chat(request, opts).stream(RID, 1)
+
+
+def chat_to_response(chat: dict, request: dict = REQUEST, opts: TranslateOptions = OPTS) -> dict:
+    """The non-streamed Response for `chat` answering `request`."""
+    return responses_to_chat(request, opts).reply(chat, response_id=RID, created_at=1)
+
+
 def stream(chunks: list[dict], request: dict = REQUEST, opts: TranslateOptions = OPTS) -> tuple[list[dict], dict]:
-    translator = StreamTranslator(request, response_id=RID, created_at=1, opts=opts)
+    translator = translator_for(request, opts)
     events = translator.start()
     for chunk in chunks:
         events += translator.feed(chunk)
@@ -97,7 +106,7 @@ def check_sequence(events: list[dict], final: dict) -> None:
 
 def as_stream_of(case: dict) -> tuple[list[dict], dict, dict]:
     events, final = stream(case["chunks"], case["request"])
-    twin = chat_to_response(case["chat"], case["request"], response_id=RID, created_at=1, opts=OPTS)
+    twin = chat_to_response(case["chat"], case["request"])
     return events, final, twin
 
 
@@ -221,7 +230,7 @@ def test_think_tags_split_across_chunks() -> None:
 
 
 def test_text_is_sent_as_it_arrives() -> None:
-    translator = StreamTranslator(REQUEST, response_id=RID, created_at=1, opts=OPTS)
+    translator = translator_for()
     translator.start()
     events = translator.feed(chunk({"content": "Hel"}))
     assert [e["type"] for e in events][-1] == "response.output_text.delta" and events[-1]["delta"] == "Hel"
@@ -263,7 +272,7 @@ def test_stream_without_any_output() -> None:
 
 
 def test_fail_mid_stream() -> None:
-    translator = StreamTranslator(REQUEST, response_id=RID, created_at=1, opts=OPTS)
+    translator = translator_for()
     events = translator.start()
     events += translator.feed(chunk({"content": "partial"}))
     events += translator.feed(
@@ -291,13 +300,13 @@ def test_fail_mid_stream() -> None:
 
 
 def test_fail_keeps_a_known_response_error_code() -> None:
-    translator = StreamTranslator(REQUEST, response_id=RID, created_at=1, opts=OPTS)
+    translator = translator_for()
     translator.start()
     assert translator.fail("slow down", "rate_limit_exceeded")[-1]["response"]["error"]["code"] == "rate_limit_exceeded"
 
 
 def test_overflow_stream() -> None:
-    translator = StreamTranslator(REQUEST, response_id=RID, created_at=1, opts=OPTS)
+    translator = translator_for()
     events = translator.overflow()
     for event in events:
         check_event(event)
@@ -372,7 +381,7 @@ def test_any_chunking_reassembles_to_the_non_streamed_response(reply: tuple[dict
     chat, chunks = reply
     events, final = stream(chunks)
     check_sequence(events, final)
-    twin = chat_to_response(chat, REQUEST, response_id=RID, created_at=1, opts=OPTS)
+    twin = chat_to_response(chat)
     assert settled(final) == settled(twin)
 
 

@@ -19,7 +19,7 @@ from urllib.parse import quote
 
 import httpx
 
-from ..config import ConfigError, _json_object
+from ..config import AzureSettings
 from ..errors import APIError
 from .base import Backend
 
@@ -57,25 +57,16 @@ class Azure(Backend):
     name = "azure"
 
     def __init__(self, settings) -> None:
-        env = settings.env
-        self.style = env.get("AZURE_OPENAI_URL_STYLE", "") or "v1"
-        if self.style not in ("v1", "dated"):
-            raise ConfigError(f"AZURE_OPENAI_URL_STYLE must be v1 or dated, got {self.style!r}")
-        mode = env.get("MODELYARD_RESPONSES_MODE", "") or "native"
-        if mode not in ("native", "translate"):
-            raise ConfigError(f"MODELYARD_RESPONSES_MODE must be native or translate, got {mode!r}")
+        cfg: AzureSettings = settings.of(AzureSettings)
+        self.style = cfg.url_style
         # A chat-only deployment: /v1/responses goes through the translation core over chat completions.
-        self.native_responses = self.stored_responses = mode == "native"
-        self.api_version = env.get("AZURE_OPENAI_API_VERSION", "") or (
-            DATED_API_VERSION if self.style == "dated" else ""
-        )
-        self.deployment = env.get("AZURE_OPENAI_DEPLOYMENT", "")
-        self.deployment_map = {str(k): str(v) for k, v in _json_object(env, "AZURE_OPENAI_DEPLOYMENT_MAP").items()}
-        listed = env.get("AZURE_OPENAI_REASONING_DEPLOYMENTS", "")
-        self.reasoning = {d.strip() for d in listed.split(",") if d.strip()}
-        self.ad_token = env.get("AZURE_OPENAI_AD_TOKEN", "")
-        token_file = env.get("AZURE_OPENAI_AD_TOKEN_FILE", "")
-        self.token_file = TokenFile(token_file) if token_file else None
+        self.native_responses = self.stored_responses = cfg.native_responses
+        self.api_version = cfg.api_version or (DATED_API_VERSION if self.style == "dated" else "")
+        self.deployment = cfg.deployment
+        self.deployment_map = cfg.deployment_map
+        self.reasoning = cfg.reasoning_deployments
+        self.ad_token = cfg.ad_token
+        self.token_file = TokenFile(cfg.ad_token_file) if cfg.ad_token_file else None
         super().__init__(settings)
 
     # -- where and how requests go ---------------------------------------------------------

@@ -25,7 +25,7 @@ from ..errors import APIError, invalid
 from ..policy import Policy
 from ..replicas import dns_discovery
 from ..translate import ChatRequest, TranslateOptions
-from ..upstream import Reply, Upstream, replica_set
+from ..upstream import Fallback, Reply, Upstream, replica_set
 from ..upstream_errors import redact, upstream_error
 
 log = logging.getLogger("modelyard")
@@ -46,6 +46,7 @@ class Backend:
     engine_extras: ClassVar[bool] = False
     # Set where MODELYARD_UPSTREAM_URL may list several engine replicas (self-hosted engines).
     replicas_supported: ClassVar[bool] = False
+    tokenizer_endpoints: ClassVar[bool] = False  # the engine has /tokenize and /detokenize at its root (tokenize.py)
 
     def __init__(self, settings: Settings) -> None:
         if len(settings.upstream_urls) > 1 and not self.replicas_supported:
@@ -109,6 +110,18 @@ class Backend:
             )
         return Upstream(self.base_url(), probe=self.probe, readiness_ttl=s.readiness_ttl, **conn, **common)
 
+    def make_fallback(self, transport: httpx.AsyncBaseTransport | None = None) -> Fallback | None:
+        """The fallback backend (MODELYARD_FALLBACK_URL), an OpenAI-compatible chat upstream, or None."""
+        s = self.settings
+        if not s.fallback_url:
+            return None
+        headers = {"authorization": f"Bearer {s.fallback_api_key}"} if s.fallback_api_key else {}
+        up = Upstream(
+            s.fallback_url, headers=headers, connect_timeout=s.connect_timeout, read_timeout=s.read_timeout,
+            transport=transport, policy=Policy.from_settings(s), name=f"{self.name}-{s.fallback_name}", errors=self,
+        )  # fmt: skip
+        return Fallback(s.fallback_name, up, s.fallback_model)
+
     def chat_url(self, body: dict[str, Any]) -> str:
         """The chat completions path for this request (Azure's dated form names the deployment in it)."""
         return self.chat_path
@@ -156,7 +169,7 @@ class Backend:
 
     # -- what comes back ---------------------------------------------------------------------
     def secrets(self) -> list[str]:
-        return [self.settings.api_key]
+        return [self.settings.api_key, self.settings.fallback_api_key]
 
     def redact(self, text: str) -> str:
         return redact(text, self.secrets())

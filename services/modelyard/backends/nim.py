@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..config import ConfigError
+from ..config import NimSettings
 from ..endpoints import Endpoint
 from ..upstream import json_reply
 from .base import Backend
@@ -24,13 +24,12 @@ class NIM(Backend):
     name = "nim"
     engine_extras = True  # NIM renders the chat template itself (chat_template_kwargs)
     replicas_supported = True  # MODELYARD_UPSTREAM_URL may list several engines (docs/replicas.md)
+    tokenizer_endpoints = True  # a vLLM-based NIM has /tokenize; where its engine has not, its 404 is relayed
 
     def __init__(self, settings: Any) -> None:
-        mode = settings.env.get("MODELYARD_RESPONSES_MODE", "") or "translate"
-        if mode not in ("native", "translate"):
-            raise ConfigError(f"MODELYARD_RESPONSES_MODE must be native or translate, got {mode!r}")
+        cfg: NimSettings = settings.of(NimSettings)
         # NIM 2.x serves the Responses API itself, and GET /v1/responses/{id} and cancel with it.
-        self.native_responses = self.stored_responses = mode == "native"
+        self.native_responses = self.stored_responses = cfg.native_responses
         super().__init__(settings)
 
     async def probe(self, upstream: Endpoint) -> tuple[bool, str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..config import OpenAISettings
 from .base import Backend
 
 
@@ -13,12 +14,10 @@ class OpenAI(Backend):
     def headers(self) -> dict[str, str]:
         # The header names the openai SDK sends for OpenAI(organization=..., project=...).
         headers = super().headers()
-        for var, header in (
-            ("OPENAI_ORGANIZATION", "openai-organization"),
-            ("OPENAI_PROJECT", "openai-project"),
-        ):
-            if self.settings.env.get(var):
-                headers[header] = self.settings.env[var]
+        own: OpenAISettings = self.settings.of(OpenAISettings)
+        for value, header in ((own.organization, "openai-organization"), (own.project, "openai-project")):
+            if value:
+                headers[header] = value
         return headers
 
 

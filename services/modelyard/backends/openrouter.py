@@ -5,17 +5,22 @@ routing and reasoning options passed through, and its error bodies mapped to Ope
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import orjson
 
-from ..config import ConfigError
+from ..config import OpenRouterSettings
 from ..errors import APIError, unsupported
+from ..translate import TranslateOptions
 from ..upstream import Reply
 from .base import Backend
 
 # Fields of a Responses request that are OpenRouter's own: carried onto the chat request as they are.
-EXTRAS = ("provider", "reasoning")
+# (`reasoning` goes through the translation, checked as on every backend, as OpenRouter's reasoning object.)
+EXTRAS = ("provider",)
+# OpenRouter's reasoning options beyond effort: passed on in its chat `reasoning` object.
+REASONING_EXTRAS = frozenset({"max_tokens", "exclude", "enabled"})
 # OpenRouter's HTTP status -> the OpenAI error code a client's retry logic knows.
 CODES = {
     400: "invalid_request_error",
@@ -34,20 +39,24 @@ class OpenRouter(Backend):
     name = "openrouter"
 
     def __init__(self, settings) -> None:
-        mode = settings.env.get("MODELYARD_RESPONSES_MODE", "") or "translate"
-        if mode not in ("native", "translate"):
-            raise ConfigError(f"MODELYARD_RESPONSES_MODE must be native or translate, got {mode!r}")
-        self.native_responses = mode == "native"  # stateless either way: nothing stored to relay
+        self.own: OpenRouterSettings = settings.of(OpenRouterSettings)
+        self.native_responses = self.own.native_responses  # stateless either way: nothing stored to relay
         super().__init__(settings)
 
     def headers(self) -> dict[str, str]:
         headers = super().headers()
-        for var, header in (("OPENROUTER_HTTP_REFERER", "http-referer"), ("OPENROUTER_X_TITLE", "x-title")):
-            if self.settings.env.get(var):
-                headers[header] = self.settings.env[var]
+        for value, header in ((self.own.http_referer, "http-referer"), (self.own.x_title, "x-title")):
+            if value:
+                headers[header] = value
         return headers
 
+    def translate_options(self) -> TranslateOptions:
+        return dataclasses.replace(
+            super().translate_options(), reasoning_param="reasoning", reasoning_extras=REASONING_EXTRAS
+        )
+
     def take_extras(self, body: dict[str, Any]) -> dict[str, Any]:
+        self.pin_sampling(body, ("temperature", "top_p"))  # as the base does: the echo shows the pins
         return {key: body.pop(key) for key in EXTRAS if key in body}
 
     def prepare_responses(self, body: dict[str, Any]) -> None:

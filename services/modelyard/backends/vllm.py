@@ -31,6 +31,7 @@ class VLLM(Backend):
     name = "vllm"
     engine_extras = True
     replicas_supported = True  # MODELYARD_UPSTREAM_URL may list several engines (docs/replicas.md)
+    tokenizer_endpoints = True  # /tokenize and /detokenize at the server root (tokenize.py)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -84,6 +85,10 @@ class VLLM(Backend):
         kv = body.get("kv_transfer_params")
         kv = dict(kv) if isinstance(kv, dict) else {}
         body["kv_transfer_params"] = {**kv, "prompt_token_ids": ids[:keep] + full[cut:]}
+
+    async def count_tokens(self, upstream: Upstream, body: dict[str, Any]) -> int:
+        """The prompt's length as the engine renders it (Anthropic's /v1/messages/count_tokens)."""
+        return len(await self._tokenize(upstream, body, body["messages"], generation_prompt=True))
 
     async def _tokenize(
         self, upstream: Upstream, body: dict[str, Any], messages: list[dict[str, Any]], *, generation_prompt: bool

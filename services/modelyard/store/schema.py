@@ -57,4 +57,39 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             )""",
         ],
     ),
+    (
+        3,
+        [
+            """CREATE TABLE usage (
+                scope TEXT NOT NULL,
+                model TEXT NOT NULL,
+                bucket BIGINT NOT NULL,
+                requests BIGINT NOT NULL,
+                input_tokens BIGINT NOT NULL,
+                output_tokens BIGINT NOT NULL,
+                cached_tokens BIGINT NOT NULL,
+                reasoning_tokens BIGINT NOT NULL,
+                PRIMARY KEY (scope, model, bucket)
+            )""",
+            """CREATE TABLE usage_errors (
+                scope TEXT NOT NULL,
+                model TEXT NOT NULL,
+                bucket BIGINT NOT NULL,
+                type TEXT NOT NULL,
+                count BIGINT NOT NULL,
+                PRIMARY KEY (scope, model, bucket, type)
+            )""",
+            """CREATE TABLE captures (
+                id TEXT PRIMARY KEY,
+                rollout_id TEXT NOT NULL,
+                scope TEXT NOT NULL,
+                seq BIGINT NOT NULL,
+                created_at DOUBLE PRECISION NOT NULL,
+                expires_at BIGINT,
+                call TEXT NOT NULL
+            )""",
+            "CREATE INDEX captures_rollout ON captures (rollout_id, seq)",
+            "CREATE INDEX captures_time ON captures (created_at)",
+        ],
+    ),
 ]

@@ -1,42 +1,29 @@
-"""The parts of a Response that are not output: the echo of the request, usage, logprobs.
+"""The parts of a Response that are not output: the envelope (the request's echo), usage, logprobs.
 
-The request was checked by `responses_to_chat` before it got here, so the echo reads it without
-checking again. What the request asked for but was refused or dropped is echoed as what was done
-(`background: false`, `truncation: "disabled"`, `store: false`, …).
+The echo is computed once, by `responses_to_chat`, from the request it checked: what was refused or
+dropped is echoed as what was done (`background: false`, `truncation: "disabled"`, `store: false`, …).
+Sampling is echoed as it is in force: as the chat request sent upstream says it (the request's value, or
+a backend's pinned `sampling_overrides`), else the engine's default; never null where the spec wants a
+number.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from .schema import strict_compatible
-
-_FORMAT_KEYS = ("type", "name", "description", "schema", "strict")
-
-
-def _tool(tool: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "type": "function",
-        "name": tool.get("name"),
-        "description": tool.get("description"),
-        "parameters": tool.get("parameters"),
-        # Echo what was enforced: an omitted `strict` means strict where the schema allows it.
-        "strict": tool["strict"] if tool.get("strict") is not None else strict_compatible(tool.get("parameters")),
-    }
+# Sampling fields the chat request carries under the same name, and the engines' defaults for them.
+SAMPLING_DEFAULTS = {
+    "temperature": 1.0,
+    "top_p": 1.0,
+    "top_logprobs": 0,
+    "presence_penalty": 0.0,
+    "frequency_penalty": 0.0,
+}
 
 
-def _tool_choice(choice: Any) -> Any:
-    # A refused (tolerated) tool_choice was dropped: the model chose freely.
-    if isinstance(choice, str) or (isinstance(choice, dict) and choice.get("type") == "function"):
-        return choice
-    return "auto"
-
-
-def envelope(request: dict[str, Any], response_id: str, created_at: int) -> dict[str, Any]:
-    """A Response in progress, with no output yet: every field the spec requires, and the request's echo."""
-    tools = [_tool(t) for t in request.get("tools") or () if isinstance(t, dict) and t.get("type") == "function"]
-    fmt = (request.get("text") or {}).get("format")
-    reasoning = request.get("reasoning")
+def envelope(echo: dict[str, Any], sent: dict[str, Any], response_id: str, created_at: int) -> dict[str, Any]:
+    """A Response in progress, with no output yet: every field the spec requires, `echo` over the
+    defaults, and the sampling in force in `sent` (the chat request body)."""
     response: dict[str, Any] = {
         "id": response_id,
         "object": "response",
@@ -46,29 +33,34 @@ def envelope(request: dict[str, Any], response_id: str, created_at: int) -> dict
         "completed_at": None,
         "error": None,
         "incomplete_details": None,
-        "instructions": request.get("instructions"),
-        "max_output_tokens": request.get("max_output_tokens"),
+        "instructions": None,
+        "max_output_tokens": None,
         "max_tool_calls": None,
-        "model": request.get("model"),
+        "model": None,
         "output": [],
-        "parallel_tool_calls": request.get("parallel_tool_calls", True) is not False,
+        "parallel_tool_calls": True,
         "previous_response_id": None,
-        "prompt_cache_key": request.get("prompt_cache_key"),
-        "reasoning": {"effort": reasoning.get("effort"), "summary": reasoning.get("summary")} if reasoning else None,
-        "safety_identifier": request.get("safety_identifier"),
-        "service_tier": request.get("service_tier"),
+        "prompt_cache_key": None,
+        "reasoning": None,
+        "safety_identifier": None,
+        "service_tier": "default",
         "store": False,
-        "temperature": request.get("temperature"),
-        "text": {"format": {k: fmt[k] for k in _FORMAT_KEYS if k in fmt}} if fmt else {"format": {"type": "text"}},
-        "tool_choice": _tool_choice(request.get("tool_choice")),
-        "tools": tools,
-        "top_logprobs": request.get("top_logprobs"),
-        "top_p": request.get("top_p"),
+        "temperature": None,
+        "text": {"format": {"type": "text"}},
+        "tool_choice": "auto",
+        "tools": [],
+        "top_logprobs": None,
+        "top_p": None,
+        "presence_penalty": None,
+        "frequency_penalty": None,
         "truncation": "disabled",
-        "metadata": request.get("metadata") or {},
+        "usage": None,
+        "metadata": {},
     }
-    if request.get("user") is not None:  # the spec has no null for it
-        response["user"] = request["user"]
+    response.update(echo)
+    for key, default in SAMPLING_DEFAULTS.items():
+        value = sent.get(key)
+        response[key] = value if isinstance(value, int | float) and not isinstance(value, bool) else default
     return response
 
 

@@ -1,21 +1,29 @@
-"""Responses request -> Chat Completions request.
+"""Responses request -> Chat Completions request, in one pass that also computes the Response's echo.
 
 Every client mistake is a 400 naming its `param`. What a chat upstream cannot do is refused by name as
 well (`unsupported`), unless the backend tolerates it: then it is dropped and reported in
-`ChatRequest.dropped`. Nothing is dropped silently. Decisions worth knowing:
+`Translation.dropped`. What cannot be honoured but changes nothing a client relies on is dropped and
+reported the same way without being asked to. Nothing is dropped silently. Decisions worth knowing:
 
 - A param set to null counts as absent.
-- `store`: accepted either way; nothing is ever stored, so the Response says `store: false`.
-- `reasoning.summary`: accepted; the model's reasoning comes back in full as `reasoning_text` content,
-  with an empty `summary`.
+- `store: true`: refused (nothing is stored); with a store configured, state.py takes `store` (and the
+  other stateful fields) off the request before it gets here.
+- `reasoning.summary`: dropped and named; the model's reasoning comes back in full as `reasoning_text`
+  content, with an empty `summary`.
+- `stream_options.include_obfuscation: true`: dropped and named (no event carries obfuscation here).
+- `prompt_cache_breakpoint` on content parts, `phase` on assistant messages, `namespace` on function_call
+  items: dropped and named (a chat request has no place for them).
 - `include`: `message.output_text.logprobs` turns logprobs on; `reasoning.encrypted_content` is
   unsupported (there is nothing to encrypt); the other values concern built-in tools or inputs and are no-ops.
 - `service_tier`, `prompt_cache_key`, `safety_identifier`, `user`: passed on under the same chat names;
   the upstream honours or refuses them.
-- Reasoning items from earlier turns: see `TranslateOptions.reasoning_history`.
+- Reasoning items from earlier turns: see `TranslateOptions.reasoning_history`; dropped ones are named.
 - Assistant history: text parts are joined into one string, a refusal is sent as what the assistant said;
   consecutive function calls (and the assistant message just before them) become one assistant message.
 - An empty `input` list is fine as long as something (instructions) is sent.
+
+`check_responses_request` holds the value checks every backend applies, a request relayed natively to an
+upstream's own Responses API included (some, like OpenRouter's, accept bad values silently).
 """
 
 from __future__ import annotations
@@ -24,7 +32,7 @@ import re
 from typing import Any
 
 from ..errors import APIError, invalid, unsupported
-from .options import ChatRequest, TranslateOptions
+from .options import TranslateOptions, Translation
 from .schema import check_schema, strict_compatible
 
 _EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh", "max")
@@ -74,6 +82,17 @@ _BUILT_IN_TOOLS = frozenset(
     }
 )  # fmt: skip
 _FUNCTION_TOOL_KEYS = frozenset({"type", "name", "description", "parameters", "strict"})
+_FORMATS = "text, json_object or json_schema"
+_CHOICES = 'auto, none, required, or {"type": "function", "name": …}'
+_STRING_OR_ITEMS = "a string or an array of input items"
+_STRING_OR_PARTS = "a string or an array of content parts"
+# The content part types each role's message takes (input_file and file_id are refused by name).
+_PART_TYPES = {
+    "user": "input_text, output_text, input_image or input_audio",
+    "assistant": "output_text, input_text or refusal",
+    "system": "input_text or output_text",
+    "developer": "input_text or output_text",
+}
 _INDEX = re.compile(r"\[\d+\]")
 # Output items a client may echo back carrying RL token data (NeMo Gym puts it on a turn's last item).
 _TOKEN_ITEMS = ("message", "function_call", "reasoning")
@@ -81,7 +100,7 @@ _TOKEN_ITEMS = ("message", "function_call", "reasoning")
 _LATER = ("model", "input", "instructions", "tool_choice")
 
 
-def responses_to_chat(request: dict[str, Any], opts: TranslateOptions) -> ChatRequest:
+def responses_to_chat(request: dict[str, Any], opts: TranslateOptions) -> Translation:
     """Translate a Responses API request body; raises APIError (400) on invalid or unsupported input."""
     return _Translation(opts).run(request)
 
@@ -100,7 +119,7 @@ def _json_type(value: Any) -> str:
     return "an object"
 
 
-def _type_error(param: str, expected: str, value: Any) -> APIError:
+def type_error(param: str, expected: str, value: Any) -> APIError:
     msg = f"Invalid type for '{param}': expected {expected}, but got {_json_type(value)} instead."
     return invalid(msg, param, "invalid_type")
 
@@ -111,13 +130,13 @@ def _missing(param: str) -> APIError:
 
 def _str(value: Any, param: str) -> str:
     if not isinstance(value, str):
-        raise _type_error(param, "a string", value)
+        raise type_error(param, "a string", value)
     return value
 
 
 def _number(value: Any, param: str, low: float, high: float) -> float:
     if not isinstance(value, int | float) or isinstance(value, bool):
-        raise _type_error(param, "a number", value)
+        raise type_error(param, "a number", value)
     if not low <= value <= high:
         raise invalid(f"Invalid '{param}': {value} is not between {low:g} and {high:g}.", param)
     return value
@@ -125,7 +144,7 @@ def _number(value: Any, param: str, low: float, high: float) -> float:
 
 def _int(value: Any, param: str, low: int, high: int | None = None) -> int:
     if not isinstance(value, int) or isinstance(value, bool):
-        raise _type_error(param, "an integer", value)
+        raise type_error(param, "an integer", value)
     if value < low or (high is not None and value > high):
         bound = f"at least {low}" if high is None else f"between {low} and {high}"
         raise invalid(f"Invalid '{param}': {value} is not {bound}.", param)
@@ -134,20 +153,75 @@ def _int(value: Any, param: str, low: int, high: int | None = None) -> int:
 
 def _bool(value: Any, param: str) -> bool:
     if not isinstance(value, bool):
-        raise _type_error(param, "a boolean", value)
+        raise type_error(param, "a boolean", value)
     return value
 
 
 def _object(value: Any, param: str) -> dict[str, Any]:
     if not isinstance(value, dict):
-        raise _type_error(param, "an object", value)
+        raise type_error(param, "an object", value)
     return value
 
 
-def _list(value: Any, param: str) -> list[Any]:
+def _list(value: Any, param: str, expected: str = "an array") -> list[Any]:
     if not isinstance(value, list):
-        raise _type_error(param, "an array", value)
+        raise type_error(param, expected, value)
     return value
+
+
+def _reasoning(value: Any, extras: frozenset[str] | None) -> dict[str, Any]:
+    """`reasoning`, its values checked; keys other than effort and summary: kept where `extras` lists them
+    (or any, where it is None), else left for the caller to refuse."""
+    value = _object(value, "reasoning")
+    for key, setting in value.items():
+        if setting is None:
+            continue
+        if key == "effort" and setting not in _EFFORTS:
+            msg = f"Invalid value for 'reasoning.effort': {setting!r}; use one of {', '.join(_EFFORTS)}."
+            raise invalid(msg, "reasoning.effort")
+        if key in ("summary", "generate_summary") and setting not in _SUMMARIES:
+            msg = f"Invalid value for 'reasoning.{key}': {setting!r}; use one of {', '.join(_SUMMARIES)}."
+            raise invalid(msg, f"reasoning.{key}")
+    return value
+
+
+def _metadata(value: Any) -> dict[str, Any]:
+    value = _object(value, "metadata")
+    if len(value) > 16:
+        raise invalid(f"Invalid 'metadata': {len(value)} key-value pairs; at most 16 are allowed.", "metadata")
+    for key, item in value.items():
+        if len(key) > 64:
+            raise invalid(f"Invalid 'metadata': key {key[:64]!r}… is longer than 64 characters.", "metadata")
+        if not isinstance(item, str):
+            raise type_error(f"metadata.{key}", "a string", item)
+        if len(item) > 512:
+            raise invalid(f"Invalid 'metadata.{key}': longer than 512 characters.", f"metadata.{key}")
+    return value
+
+
+# The value checks of `check_responses_request`: params whose domain the spec fixes.
+_VALUES = {
+    "temperature": lambda v: _number(v, "temperature", 0, 2),
+    "top_p": lambda v: _number(v, "top_p", 0, 1),
+    "top_logprobs": lambda v: _int(v, "top_logprobs", 0, 20),
+    "max_output_tokens": lambda v: _int(v, "max_output_tokens", 1),
+    "parallel_tool_calls": lambda v: _bool(v, "parallel_tool_calls"),
+    "store": lambda v: _bool(v, "store"),
+    "stream": lambda v: _bool(v, "stream"),
+    "metadata": _metadata,
+    "reasoning": lambda v: _reasoning(v, None),
+}
+
+
+def check_responses_request(body: Any) -> None:
+    """The checks of a Responses request every backend applies, also where it is relayed to an upstream's
+    own Responses API as it is: the values the spec fixes (sampling ranges, `reasoning.effort` and
+    `.summary`, booleans, metadata limits) give the same 400 as on a translated request. Keys are not
+    checked: a native upstream may know more of them than the translation does."""
+    body = _object(body, "body")
+    for key, check in _VALUES.items():
+        if body.get(key) is not None:
+            check(body[key])
 
 
 def _function_call(item: dict[str, Any], p: str) -> dict[str, Any]:
@@ -181,6 +255,8 @@ class _Translation:
         self.opts = opts
         self.dropped: list[str] = []
         self.token_prefix: tuple[int, list[int]] | None = None
+        self.echo: dict[str, Any] = {}  # the Response's fields that echo the request (envelope.py)
+        self.logprobs = False  # output_text logprobs asked for
 
     def refuse(self, param: str, why: str) -> None:
         """Refuse `param` with a 400, or drop and report it where the backend tolerates it."""
@@ -191,73 +267,30 @@ class _Translation:
         raise unsupported(param, f"{why} (the adapter can be configured to drop it: tolerate '{key}').")
 
     # -- the request -------------------------------------------------------------------------
-    def run(self, request: Any) -> ChatRequest:
+    def run(self, request: Any) -> Translation:
         request = _object(request, "body")
         model = request.get("model")
         if model is None:
             raise _missing("model")
         messages: list[dict[str, Any]] = []  # filled in once the rest is checked
         body: dict[str, Any] = {"model": _str(model, "model"), "messages": messages}
-        logprobs = False
+        self.echo["model"] = body["model"]
         for key, value in request.items():
-            if value is None or key in _LATER:
-                continue
-            if key == "tools":
-                tools = self.tools(value)
-                if tools:
-                    body["tools"] = tools
-            elif key == "parallel_tool_calls":
-                _bool(value, key)
-            elif key == "max_output_tokens":
-                body[self.opts.max_tokens_param] = _int(value, key, 1)
-            elif key == "temperature":
-                body["temperature"] = _number(value, key, 0, 2)
-            elif key == "top_p":
-                body["top_p"] = _number(value, key, 0, 1)
-            elif key == "top_logprobs":
-                body["top_logprobs"] = _int(value, key, 0, 20)
-                logprobs = True
-            elif key == "text":
-                self.text(value, body)
-            elif key == "reasoning":
-                self.reasoning(value, body)
-            elif key == "metadata":
-                self.metadata(value)
-            elif key == "include":
-                logprobs = self.include(value) or logprobs
-            elif key == "stream":
-                if _bool(value, key):
-                    body["stream"] = True
-                    body["stream_options"] = {"include_usage": True}
-            elif key == "stream_options":
-                _object(value, key)  # only include_obfuscation, which applies to no event sent here
-            elif key == "store":
-                _bool(value, key)  # nothing is stored either way; the Response says store: false
-            elif key == "truncation":
-                if value == "auto":
-                    self.refuse(key, "the input is never truncated to fit")
-                elif value != "disabled":
-                    raise invalid(f"Invalid value for 'truncation': {value!r}; use 'disabled'.", key)
-            elif key in ("user", "service_tier", "prompt_cache_key", "safety_identifier"):
-                body[key] = _str(value, key)
-            elif key in _UNSUPPORTED:
-                if value is not False:
-                    self.refuse(key, _UNSUPPORTED[key])
-            elif key in self.opts.tolerate_params:
-                self.dropped.append(key)
-            else:
-                raise invalid(f"Unknown parameter: '{key}'.", key, "unknown_parameter")
+            if value is not None and key not in _LATER:
+                self.option(key, value, body)
 
         instructions = request.get("instructions")
         if isinstance(instructions, str):
             messages.append({"role": "system", "content": instructions})
         elif instructions is not None:
-            messages.extend(self.items(_list(instructions, "instructions"), "instructions", len(messages)))
+            items = _list(instructions, "instructions", _STRING_OR_ITEMS)
+            messages.extend(self.items(items, "instructions", len(messages)))
+        self.echo["instructions"] = instructions
         value = request.get("input")
         if isinstance(value, str):
             messages.append({"role": "user", "content": value})
         elif value is not None:
-            messages.extend(self.items(_list(value, "input"), "input", len(messages)))
+            messages.extend(self.items(_list(value, "input", _STRING_OR_ITEMS), "input", len(messages)))
         if not messages:
             raise invalid("The request has no input: send 'input' (or 'instructions').", "input", "empty_input")
 
@@ -265,13 +298,76 @@ class _Translation:
             self.tool_choice(request["tool_choice"], body)
         if "tools" in body and request.get("parallel_tool_calls") is not None:
             body["parallel_tool_calls"] = request["parallel_tool_calls"]
-        if logprobs:
+        if self.logprobs:
             body["logprobs"] = True
-        return ChatRequest(body, self.dropped, self.token_prefix)
+        # Markup in content is a call the engine's parser missed, unless the client said no calls.
+        markup = "tools" in body and body.get("tool_choice") != "none"
+        return Translation(body, self.dropped, self.token_prefix, self.echo, self.logprobs, self.opts, markup)
+
+    def option(self, key: str, value: Any, body: dict[str, Any]) -> None:
+        """One top-level param (not null): checked, put on the chat body, echoed."""
+        if key in _VALUES:
+            _VALUES[key](value)
+        if key == "tools":
+            tools = self.tools(value)
+            if tools:
+                body["tools"] = tools
+        elif key == "max_output_tokens":
+            body[self.opts.max_tokens_param] = self.echo[key] = value
+        elif key in ("temperature", "top_p", "top_logprobs"):
+            body[key] = value  # echoed from the chat body, as it is in force once the backend is done
+            self.logprobs = self.logprobs or key == "top_logprobs"
+        elif key == "parallel_tool_calls":
+            self.echo[key] = value
+        elif key == "text":
+            self.text(value, body)
+        elif key == "reasoning":
+            self.reasoning(value, body)
+        elif key == "metadata":
+            self.echo[key] = value
+        elif key == "include":
+            self.logprobs = self.include(value) or self.logprobs
+        elif key == "stream":
+            if value:
+                body["stream"] = True
+                body["stream_options"] = {"include_usage": True}
+        elif key == "stream_options":
+            self.stream_options(value)
+        elif key == "store":
+            if value:
+                self.refuse(
+                    key, "no response store is configured (MODELYARD_STORE_URL); send store: false or leave it out"
+                )
+        elif key == "truncation":
+            if value == "auto":
+                self.refuse(key, "the input is never truncated to fit")
+            elif value != "disabled":
+                raise invalid(f"Invalid value for 'truncation': {value!r}; use 'disabled' or 'auto'.", key)
+        elif key in ("user", "service_tier", "prompt_cache_key", "safety_identifier"):
+            body[key] = self.echo[key] = _str(value, key)
+        elif key in _UNSUPPORTED:
+            if value is not False:
+                self.refuse(key, _UNSUPPORTED[key])
+        elif key in self.opts.tolerate_params:
+            self.dropped.append(key)
+        else:
+            raise invalid(f"Unknown parameter: '{key}'.", key, "unknown_parameter")
+
+    def stream_options(self, value: Any) -> None:
+        for key, setting in _object(value, "stream_options").items():
+            if setting is None:
+                continue
+            if key != "include_obfuscation":
+                raise invalid(
+                    f"Unknown parameter: 'stream_options.{key}'.", f"stream_options.{key}", "unknown_parameter"
+                )
+            if _bool(setting, "stream_options.include_obfuscation"):
+                self.dropped.append("stream_options.include_obfuscation")  # no event here carries obfuscation
 
     # -- tools -------------------------------------------------------------------------------
     def tools(self, value: Any) -> list[dict[str, Any]]:
         out = []
+        echo = self.echo["tools"] = []
         for i, tool in enumerate(_list(value, "tools")):
             p = f"tools[{i}]"
             tool = _object(tool, p)
@@ -282,12 +378,13 @@ class _Translation:
                 self.refuse(f"{p}.type", f"built-in tool '{kind}' is not available; only function tools are")
                 continue
             if kind != "function":
-                raise invalid(f"Invalid value for '{p}.type': {kind!r} is not a tool type.", f"{p}.type")
+                msg = f"Invalid value for '{p}.type': {kind!r} is not a tool type; use 'function'."
+                raise invalid(msg, f"{p}.type")
             if tool.get("name") is None:
                 raise _missing(f"{p}.name")
             function: dict[str, Any] = {"name": _str(tool["name"], f"{p}.name")}
             if not function["name"]:
-                raise invalid(f"Invalid '{p}.name': empty string.", f"{p}.name")
+                raise invalid(f"Invalid '{p}.name': empty string; expected a non-empty string.", f"{p}.name")
             if tool.get("description") is not None:
                 function["description"] = _str(tool["description"], f"{p}.description")
             if tool.get("parameters") is not None:
@@ -302,28 +399,38 @@ class _Translation:
                 if key not in _FUNCTION_TOOL_KEYS and extra not in (None, False):
                     self.refuse(f"{p}.{key}", "function tool options beyond name, description, parameters and strict")
             out.append({"type": "function", "function": function})
+            # Echoed as enforced: an omitted `strict` means strict where the schema allows it.
+            fields = ("name", "description", "parameters")
+            echo.append(
+                {"type": "function", **{k: function.get(k) for k in fields}, "strict": function.get("strict", False)}
+            )
         return out
 
     def tool_choice(self, value: Any, body: dict[str, Any]) -> None:
         names = {t["function"]["name"] for t in body.get("tools", ())}
         if isinstance(value, str):
             if value not in _TOOL_CHOICES:
-                raise invalid(f"Invalid value for 'tool_choice': {value!r}; use auto, none or required.", "tool_choice")
+                msg = f"Invalid value for 'tool_choice': {value!r}; use {_CHOICES}."
+                raise invalid(msg, "tool_choice")
             if value == "required" and not names:
                 raise invalid("tool_choice 'required' needs function tools in 'tools'.", "tool_choice")
             if names:
                 body["tool_choice"] = value
+            self.echo["tool_choice"] = value
             return
         kind = _object(value, "tool_choice").get("type")
         if kind != "function":
             self.refuse("tool_choice", f"tool_choice of type {kind!r} (only auto, none, required and function)")
-            return
+            return  # dropped: the model chooses freely, the echo's default "auto"
         if value.get("name") is None:
             raise _missing("tool_choice.name")
         name = _str(value["name"], "tool_choice.name")
         if name not in names:
-            raise invalid(f"tool_choice names function {name!r}, which is not in 'tools'.", "tool_choice.name")
+            known = ", ".join(sorted(names)) or "none"
+            msg = f"tool_choice names function {name!r}, which is not in 'tools' (function tools: {known})."
+            raise invalid(msg, "tool_choice.name")
         body["tool_choice"] = {"type": "function", "function": {"name": name}}
+        self.echo["tool_choice"] = {"type": "function", "name": name}
 
     # -- output options ----------------------------------------------------------------------
     def text(self, value: Any, body: dict[str, Any]) -> None:
@@ -338,6 +445,8 @@ class _Translation:
         if fmt is None:
             return
         kind = _object(fmt, "text.format").get("type")
+        if kind in ("text", "json_object"):
+            self.echo["text"] = {"format": {"type": kind}}
         if kind == "json_object":
             body["response_format"] = {"type": "json_object"}
         elif kind == "json_schema":
@@ -352,35 +461,33 @@ class _Translation:
             if fmt.get("strict") is not None:
                 schema["strict"] = _bool(fmt["strict"], "text.format.strict")
             body["response_format"] = {"type": "json_schema", "json_schema": schema}
+            self.echo["text"] = {"format": {"type": "json_schema", **schema}}
+        elif kind is None:
+            raise _missing("text.format.type")
         elif kind != "text":
-            msg = f"Invalid value for 'text.format.type': {kind!r}; use text, json_object or json_schema."
+            msg = f"Invalid value for 'text.format.type': {kind!r}; use {_FORMATS}."
             raise invalid(msg, "text.format.type")
 
     def reasoning(self, value: Any, body: dict[str, Any]) -> None:
-        for key, setting in _object(value, "reasoning").items():
+        extras = self.opts.reasoning_extras
+        sent: dict[str, Any] = {}
+        for key, setting in _reasoning(value, extras).items():
             if setting is None:
                 continue
             if key == "effort":
-                if setting not in _EFFORTS:
-                    raise invalid(f"Invalid value for 'reasoning.effort': {setting!r}.", "reasoning.effort")
-                body["reasoning_effort"] = setting
+                sent["effort"] = setting
             elif key in ("summary", "generate_summary"):
-                if setting not in _SUMMARIES:
-                    raise invalid(f"Invalid value for 'reasoning.{key}': {setting!r}.", f"reasoning.{key}")
+                self.dropped.append(f"reasoning.{key}")  # the reasoning comes back in full, not summarized
+            elif key in extras:
+                sent[key] = setting
             else:
                 self.refuse(f"reasoning.{key}", "only reasoning effort can be set")
-
-    def metadata(self, value: Any) -> None:
-        value = _object(value, "metadata")
-        if len(value) > 16:
-            raise invalid("Invalid 'metadata': at most 16 key-value pairs.", "metadata")
-        for key, item in value.items():
-            if len(key) > 64:
-                raise invalid(f"Invalid 'metadata': key {key[:64]!r}… is longer than 64 characters.", "metadata")
-            if not isinstance(item, str):
-                raise _type_error(f"metadata.{key}", "a string", item)
-            if len(item) > 512:
-                raise invalid(f"Invalid 'metadata.{key}': longer than 512 characters.", f"metadata.{key}")
+        if self.opts.reasoning_param == "reasoning":
+            if sent:
+                body["reasoning"] = sent
+        elif "effort" in sent:
+            body["reasoning_effort"] = sent["effort"]
+        self.echo["reasoning"] = {"effort": sent.get("effort"), "summary": None}
 
     def include(self, value: Any) -> bool:
         """Check `include`; True where it asks for logprobs."""
@@ -392,7 +499,8 @@ class _Translation:
             elif entry == "reasoning.encrypted_content":
                 self.refuse(f"include[{i}]", "reasoning is not encrypted here; send reasoning items back as they are")
             elif entry not in _NOOP_INCLUDES:
-                raise invalid(f"Invalid value for 'include[{i}]': {entry!r}.", f"include[{i}]")
+                known = ", ".join(sorted({_LOGPROBS_INCLUDE, *_NOOP_INCLUDES}))
+                raise invalid(f"Invalid value for 'include[{i}]': {entry!r}; use one of {known}.", f"include[{i}]")
         return logprobs
 
     # -- input items -------------------------------------------------------------------------
@@ -418,6 +526,8 @@ class _Translation:
                 assistant_at = len(messages) - 1
             elif kind == "function_call":
                 call = _function_call(item, p)
+                if item.get("namespace") is not None:
+                    self.dropped.append(f"{p}.namespace")  # chat tool calls have no namespace
                 if assistant is None:
                     assistant = {"role": "assistant"}
                     messages.append(assistant)
@@ -430,6 +540,8 @@ class _Translation:
                 text = _reasoning_text(item, p)
                 if send_reasoning and text:
                     reasoning.append(text)
+                elif text:
+                    self.dropped.append(p)  # an earlier turn's reasoning, not sent (reasoning_history)
                 if ids is not None:
                     reasoning_ids = ids
                 continue
@@ -484,7 +596,9 @@ class _Translation:
         if content is None:
             raise _missing(f"{p}.content")
         if not isinstance(content, str):
-            content = self.parts(_list(content, f"{p}.content"), role, f"{p}.content")
+            content = self.parts(_list(content, f"{p}.content", _STRING_OR_PARTS), role, f"{p}.content")
+        if item.get("phase") is not None:
+            self.dropped.append(f"{p}.phase")  # a chat message has no phase
         if role == "developer":
             role = self.opts.developer_role
         return {"role": role, "content": content}
@@ -494,6 +608,8 @@ class _Translation:
         for j, part in enumerate(parts):
             pp = f"{p}[{j}]"
             kind = _object(part, pp).get("type")
+            if part.get("prompt_cache_breakpoint") is not None:
+                self.dropped.append(f"{pp}.prompt_cache_breakpoint")  # the upstream caches prompts its own way
             if kind in ("input_text", "output_text"):
                 out.append({"type": "text", "text": _str(part.get("text"), f"{pp}.text")})
             elif kind == "refusal" and role == "assistant":
@@ -509,14 +625,17 @@ class _Translation:
                     image["detail"] = _str(part["detail"], f"{pp}.detail")
                 out.append({"type": "image_url", "image_url": image})
             elif kind == "input_audio" and role == "user":
-                audio = _object(part.get("input_audio"), f"{pp}.input_audio")
+                if part.get("input_audio") is None:
+                    raise _missing(f"{pp}.input_audio")
+                audio = _object(part["input_audio"], f"{pp}.input_audio")
                 data, fmt = audio.get("data"), audio.get("format")
                 audio = {"data": _str(data, f"{pp}.input_audio.data"), "format": _str(fmt, f"{pp}.input_audio.format")}
                 out.append({"type": "input_audio", "input_audio": audio})
             elif kind == "input_file" and role == "user":
                 self.refuse(f"{pp}.type", "file inputs are not available")
             else:
-                raise invalid(f"Invalid value for '{pp}.type': {kind!r} in a {role} message.", f"{pp}.type")
+                msg = f"Invalid value for '{pp}.type': {kind!r} in a {role} message; use {_PART_TYPES[role]}."
+                raise invalid(msg, f"{pp}.type")
         if role == "assistant":  # chat templates expect the assistant's turn as one string
             return "".join(part["text"] for part in out)
         return out
@@ -530,13 +649,14 @@ class _Translation:
             raise _missing(f"{p}.output")
         if not isinstance(output, str):
             parts = []
-            for j, part in enumerate(_list(output, f"{p}.output")):
+            for j, part in enumerate(_list(output, f"{p}.output", "a string or an array of input_text parts")):
                 kind = _object(part, f"{p}.output[{j}]").get("type")
                 if kind == "input_text":
                     parts.append({"type": "text", "text": _str(part.get("text"), f"{p}.output[{j}].text")})
                 elif kind in ("input_image", "input_file"):
                     self.refuse(f"{p}.output[{j}].type", "chat tool messages carry text only")
                 else:
-                    raise invalid(f"Invalid value for '{p}.output[{j}].type': {kind!r}.", f"{p}.output[{j}].type")
+                    msg = f"Invalid value for '{p}.output[{j}].type': {kind!r}; use input_text."
+                    raise invalid(msg, f"{p}.output[{j}].type")
             output = parts
         return {"role": "tool", "tool_call_id": call_id, "content": output}

@@ -74,6 +74,8 @@ def _problem(schema: Any, at: str, depth: int) -> str | None:
     if "items" in schema:
         items = schema["items"]
         listed = isinstance(items, list)  # draft 4's tuple form
+        if not listed and not isinstance(items, dict | bool):
+            return f"{at}/items must be a schema (an object or a boolean) or an array of schemas"
         for path, sub in [(f"{at}/items/{i}", s) for i, s in enumerate(items)] if listed else [(f"{at}/items", items)]:
             if problem := _problem(sub, path, depth + 1):
                 return problem
@@ -93,7 +95,7 @@ def _problem(schema: Any, at: str, depth: int) -> str | None:
             return f"{at}/{key} must be a number"
     for key in ("exclusiveMinimum", "exclusiveMaximum"):  # a number, or a boolean in draft 4
         if key in schema and not (_is_number(schema[key]) or isinstance(schema[key], bool)):
-            return f"{at}/{key} must be a number"
+            return f"{at}/{key} must be a number (or, as in draft 4, a boolean)"
     for key in _STRINGS:
         if key in schema and not isinstance(schema[key], str):
             return f"{at}/{key} must be a string"

@@ -1,32 +1,49 @@
 """Chat completion chunks -> Responses stream events, incrementally.
 
-Output items appear in the order their first text arrives: reasoning (the upstream's reasoning field, or
-`<think>` content), the assistant message, function calls. A message or reasoning item is closed when an
-item of another kind starts; function calls stay open until the reply ends, since parallel calls may
-interleave their argument deltas (each keeps its own `output_index`). Text that is only whitespace does
-not open an item (models often emit a newline before a tool call); it is held and sent with the text
-that follows. A reply with no output at all still gets an (empty) message, as OpenAI returns one.
+Output items come in the order the engine produced them: reasoning (the upstream's reasoning field, or
+`<think>` content), the assistant message, function calls, each item opened when its first text arrives.
+A message or reasoning item is closed when an item of another kind starts, and so are open function
+calls when text starts after them; parallel calls stay open together, since they may interleave their
+argument deltas (each keeps its own `output_index`). Items are closed in output order. Text that is only
+whitespace does not open an item (models often emit a newline before a tool call); it is held and sent
+with the text that follows. A reply with no output at all still gets an (empty) message, as OpenAI
+returns one.
+
+A non-streamed reply goes through the same machine (`whole`), its message read in the order a chat
+template produces it: reasoning, text, refusal, tool calls. So a stream in that order, however it is
+chunked, ends in exactly the Response its non-streamed twin gets. A stream in another order (text after a
+call, reasoning after text) keeps the engine's order: a non-streamed message cannot say it.
+
+Tool-call markup the engine's tool parser left in the content (`<tool_call>{"name": …`, as vLLM's hermes
+parser does with a call cut short) never reaches `output_text`: where tools were offered, content that
+starts with it is held and becomes function_call items, `incomplete` where the call was cut off.
+
+A `finish_reason` other than stop, tool_calls (completed), length, content_filter (incomplete) means the
+generation was cut short for a reason the Responses API has no incomplete reason for (`abort`, `error`):
+the Response is `failed`, its error naming the finish reason.
 
 Logprobs belong to the message: those that arrive before its text (reasoning tokens) are sent with its
 first text delta, those that arrive after it was closed (tool-call tokens) are dropped.
-
-`chat_to_response` runs a non-streamed reply through the same machine (with `events=False`), so a
-streamed reply ends in exactly the Response its non-streamed twin gets.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from ..errors import APIError
 from . import ids
-from .envelope import delta_logprobs, envelope, logprobs, usage
-from .options import TranslateOptions
+from .envelope import delta_logprobs, logprobs, usage
+from .markup import CALL_OPEN, markup_calls
 from .think import ThinkSplitter
 
+if TYPE_CHECKING:
+    from .options import TranslateOptions
+
 _INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"}
+_COMPLETED = frozenset({"stop", "tool_calls", "function_call"})
 # ResponseError.code is an enum; an `error` event's code is free text.
 _RESPONSE_ERROR_CODES = frozenset({"server_error", "rate_limit_exceeded", "invalid_prompt"})
 _DELTA = {
@@ -39,14 +56,6 @@ _DONE = {
     "refusal": "response.refusal.done",
     "reasoning_text": "response.reasoning_text.done",
 }
-
-
-def _asks_logprobs(request: dict[str, Any]) -> bool:
-    """Did the Responses request ask for output_text logprobs (as responses_to_chat reads it)?"""
-    include = request.get("include")
-    return request.get("top_logprobs") is not None or (
-        isinstance(include, list) and "message.output_text.logprobs" in include
-    )
 
 
 def _empty_part(kind: str) -> dict[str, Any]:
@@ -77,7 +86,7 @@ class _TextItem:
 class _Call:
     """A function call being streamed; its item is added once its name is known."""
 
-    __slots__ = ("upstream_id", "number", "name", "pieces", "item", "index")
+    __slots__ = ("upstream_id", "number", "name", "pieces", "item", "index", "closed", "cut")
 
     def __init__(self, upstream_id: str | None, number: int) -> None:
         self.upstream_id = upstream_id
@@ -86,6 +95,8 @@ class _Call:
         self.pieces: list[str] = []
         self.item: dict[str, Any] | None = None
         self.index = -1
+        self.closed = False
+        self.cut = False  # markup cut off inside the call: incomplete whatever the finish reason
 
     def sync(self) -> None:
         if self.item is not None:
@@ -97,16 +108,16 @@ class StreamTranslator:
 
     def __init__(
         self,
-        request: dict[str, Any],
+        response: dict[str, Any],
         *,
-        response_id: str,
-        created_at: int,
         opts: TranslateOptions,
-        events: bool = True,  # False: assemble the Response only (chat_to_response)
+        text_logprobs: bool = False,
+        tool_markup: bool = False,
+        events: bool = True,  # False: assemble the Response only (`whole`)
     ) -> None:
         self._events = events
-        self._id = response_id
-        self._response = envelope(request, response_id, created_at)
+        self._id = response["id"]
+        self._response = response  # the envelope (Translation.envelope): output goes in here
         self._output: list[dict[str, Any]] = self._response["output"]
         self._seq = 0
         self._open: _TextItem | None = None
@@ -116,16 +127,19 @@ class StreamTranslator:
         self._logprobs: list[dict[str, Any]] = []  # not yet sent with a text delta
         self._think = ThinkSplitter(*opts.think_tags) if opts.think_tags else None
         self._reasoning_field = False  # the upstream has a reasoning field: content is only content
+        # Content that may be tool-call markup is held here until it is known; None: it is text.
+        self._markup: str | None = "" if tool_markup else None
         self._finish_reason: str | None = None
         # RL token data (opts.token_ids): gathered from every chunk, put on the last output item.
         self._token_data = opts.token_ids
-        self._text_logprobs = not opts.token_ids or _asks_logprobs(request)
+        self._text_logprobs = not opts.token_ids or text_logprobs
         self._prompt_ids: list[int] | None = None
         self._generation_ids: list[int] = []
         self._generation_logprobs: list[float] = []
         self._usage: dict[str, Any] | None = None
         self._model_seen = False
         self._done = False
+        self._broken = False  # ended by fail(): the upstream's reply was not a whole one
 
     # -- public ------------------------------------------------------------------------------
     def start(self) -> list[dict[str, Any]]:
@@ -153,13 +167,30 @@ class StreamTranslator:
                 self._choice(choice, choice.get("delta") or {}, out)
         return out
 
+    def whole(self, chat: dict[str, Any]) -> dict[str, Any]:
+        """The Response for a non-streamed chat completion: its message fed as one chunk's delta."""
+        choices = chat.get("choices") if isinstance(chat, dict) else None
+        if not choices or not isinstance(choices[0], dict):
+            raise APIError(502, "The upstream reply has no choices.", code="bad_upstream_reply")
+        choice = choices[0]
+        message = choice.get("message") or {}
+        calls = message.get("tool_calls") or ()
+        # Tool calls keep their order as their index.
+        delta = {**message, "tool_calls": [{**call, "index": i} for i, call in enumerate(calls)]}
+        self.feed({**chat, "choices": [{**choice, "index": 0, "delta": delta}]})
+        self.finish()
+        if self._broken:  # the reply lacks what was asked for (token ids)
+            raise APIError(502, self._response["error"]["message"], code="bad_upstream_reply")
+        return self._response
+
     def finish(self) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
         if self._done:
             return out
         if self._think:
             for kind, text in self._think.finish():
-                self._text("reasoning_text" if kind == "reasoning" else "output_text", text, out)
+                self._piece(kind, text, out)
+        self._end_markup(out)
         for call in self._call_list:
             if call.item is None:  # never named: still a call the model made
                 self._add_call(call, out)
@@ -167,7 +198,10 @@ class StreamTranslator:
             message = self._open_item("message", out)
             self._open_part(message, "output_text", out)
             self._append(message, self._held["output_text"], out)
-        reason = _INCOMPLETE.get(self._finish_reason or "")
+        finish = self._finish_reason
+        reason = _INCOMPLETE.get(finish or "")
+        if finish is not None and not reason and finish not in _COMPLETED:
+            return self._cut_short(finish, out)
         last = len(self._output) - 1
         if self._token_data:
             if self._prompt_ids is None:
@@ -181,13 +215,7 @@ class StreamTranslator:
                 generation_log_probs=self._generation_logprobs,
             )
 
-        def status(index: int) -> str:
-            return "incomplete" if reason and index == last else "completed"
-
-        if self._open:
-            self._close_item(self._open, status(self._open.index), out)
-        for call in sorted(self._call_list, key=lambda c: c.index):
-            self._close_call(call, status(call.index), out)
+        self._close_all("incomplete" if reason else "completed", out)
         response = self._response
         response["status"] = "incomplete" if reason else "completed"
         response["incomplete_details"] = {"reason": reason} if reason else None
@@ -198,14 +226,43 @@ class StreamTranslator:
         out.append(self._event("response.incomplete" if reason else "response.completed", response=response))
         return out
 
+    def _close_all(self, last_status: str, out: list[dict[str, Any]]) -> None:
+        """Close what is still open, in output order; the last item gets `last_status`."""
+        last = len(self._output) - 1
+        still = [c for c in self._call_list if not c.closed] + ([self._open] if self._open else [])
+        for item in sorted(still, key=lambda i: i.index):
+            status = last_status if item.index == last else "completed"
+            if isinstance(item, _Call):
+                self._close_call(item, status, out)
+            else:
+                self._close_item(item, status, out)
+
+    def _cut_short(self, finish: str, out: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """A finish_reason with no completed or incomplete meaning (`abort`, `error`): the generation was
+        cut short, and the Response says so as `failed`, naming the reason, with what had arrived."""
+        self._close_all("incomplete", out)
+        message = f"The upstream ended the generation early (finish_reason {finish!r})."
+        response = self._response
+        response["status"] = "failed"
+        response["error"] = {"code": "server_error", "message": message}
+        if self._usage:
+            response["usage"] = usage(self._usage)
+        self._done = True
+        out.append(self._event("response.failed", response=response))
+        return out
+
     def fail(self, message: str, code: str = "server_error") -> list[dict[str, Any]]:
         """The upstream broke off: an `error` event, then `response.failed` with what had arrived."""
         if self._done:
             return []
+        out: list[dict[str, Any]] = []
+        if self._markup:  # held markup: the calls that had arrived
+            self._end_markup(out)
         self._done = True
-        out = [self._event("error", code=code, message=message, param=None)]
+        self._broken = True
+        out.append(self._event("error", code=code, message=message, param=None))
         for item in (self._open, *self._call_list):  # what had arrived, cut off
-            if item is not None and item.item is not None:
+            if item is not None and item.item is not None and not getattr(item, "closed", False):
                 item.sync()
                 item.item["status"] = "incomplete"
         response = self._response
@@ -255,10 +312,10 @@ class StreamTranslator:
         content = delta.get("content")
         if content and isinstance(content, str):
             if self._think is None or self._reasoning_field:
-                self._text("output_text", content, out)
+                self._content(content, out)
             else:
                 for kind, text in self._think.feed(content):
-                    self._text("reasoning_text" if kind == "reasoning" else "output_text", text, out)
+                    self._piece(kind, text, out)
         if delta.get("refusal") and isinstance(delta["refusal"], str):
             self._text("refusal", delta["refusal"], out)
         for position, call in enumerate(delta.get("tool_calls") or ()):
@@ -268,6 +325,38 @@ class StreamTranslator:
             self._finish_reason = choice["finish_reason"]
 
     # -- message and reasoning items ---------------------------------------------------------
+    def _piece(self, kind: str, text: str, out: list[dict[str, Any]]) -> None:
+        if kind == "reasoning":
+            self._text("reasoning_text", text, out)
+        else:
+            self._content(text, out)
+
+    def _content(self, text: str, out: list[dict[str, Any]]) -> None:
+        """Message text, unless it is (still possibly) tool-call markup left in by the engine."""
+        if self._markup is None:
+            self._text("output_text", text, out)
+            return
+        self._markup += text
+        head = self._markup.lstrip()
+        if head.startswith(CALL_OPEN) or CALL_OPEN.startswith(head):
+            return  # markup, or not known yet: held
+        text, self._markup = self._markup, None
+        self._text("output_text", text, out)
+
+    def _end_markup(self, out: list[dict[str, Any]]) -> None:
+        """The content ends: held markup becomes function calls (held text that was not, text)."""
+        held, self._markup = self._markup, None
+        if not held:
+            return
+        if not held.lstrip().startswith(CALL_OPEN):
+            self._text("output_text", held, out)
+            return
+        for name, arguments, complete in markup_calls(held):
+            call = _Call(None, len(self._call_list))
+            call.name, call.pieces, call.cut = name, [arguments], not complete
+            self._call_list.append(call)
+            self._add_call(call, out)
+
     def _text(self, kind: str, text: str, out: list[dict[str, Any]]) -> None:
         item_type = "reasoning" if kind == "reasoning_text" else "message"
         current = self._open
@@ -278,6 +367,9 @@ class StreamTranslator:
             text, self._held[kind] = self._held[kind] + text, ""
             if current is not None:
                 self._close_item(current, "completed", out)
+            for call in self._call_list:  # the engine has moved on from its calls
+                if call.item is not None and not call.closed:
+                    self._close_call(call, "completed", out)
             current = self._open_item(item_type, out)
         if current.kind != kind:
             if current.part is not None:
@@ -368,7 +460,7 @@ class StreamTranslator:
         upstream_id = delta.get("id")
         call = self._calls.get(index)
         # Some upstreams number every parallel call 0: a new id at a known index is a new call.
-        if call is None or (upstream_id and call.upstream_id and upstream_id != call.upstream_id):
+        if call is None or call.closed or (upstream_id and call.upstream_id and upstream_id != call.upstream_id):
             call = _Call(upstream_id, len(self._call_list))
             self._calls[index] = call
             self._call_list.append(call)
@@ -417,7 +509,8 @@ class StreamTranslator:
     def _close_call(self, call: _Call, status: str, out: list[dict[str, Any]]) -> None:
         item = call.item
         call.sync()
-        item["status"] = status
+        call.closed = True
+        item["status"] = "incomplete" if call.cut else status
         if self._events:
             out.append(
                 self._event(

@@ -1,0 +1,154 @@
+"""Per-key usage, quotas and per-rollout capture (usage.py, capture.py, calls.py) over a scripted engine:
+usage after a mixed load equals what the clients saw, a quota 429 in both error formats, a rollout's calls
+captured in order by header and by NeMo Gym's path prefix, and nothing lost over a restart."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+from fastapi.testclient import TestClient
+
+from modelyard.admin import ADMIN_HEADER
+from modelyard.app import create_app
+from modelyard.backends import load
+from modelyard.config import Settings
+from modelyard.state import SCOPE_HEADER
+from modelyard.upstream import Upstream
+from tests.unit.test_app import Upstream_
+
+ADMIN = {ADMIN_HEADER: "admin-secret-1"}
+
+
+def make(tmp_path: Path, **env: str) -> tuple[TestClient, Upstream_]:
+    script = Upstream_()
+    settings = Settings.from_env(
+        "vllm",
+        {
+            "MODELYARD_UPSTREAM_URL": "http://engine:8000/v1",
+            "MODELYARD_STORE_URL": f"sqlite://{tmp_path / 'store.db'}",
+            "MODELYARD_ADMIN_KEY": "admin-secret-1",
+            **env,
+        },
+    )
+    upstream = Upstream(settings.upstream_url, transport=httpx.MockTransport(script))
+    return TestClient(create_app(load("vllm", settings), upstream=upstream)), script
+
+
+def seen_usage(resp: httpx.Response) -> tuple[int, int]:
+    """What a client saw: usage in the reply, or in a stream's last event that has one."""
+    if resp.headers["content-type"].startswith("text/event-stream"):
+        last = None
+        for line in resp.text.splitlines():
+            if line.startswith("data: ") and '"usage"' in line:
+                last = json.loads(line[6:])
+        u = (last.get("response") or last)["usage"]
+    else:
+        u = resp.json()["usage"]
+    return u.get("input_tokens", u.get("prompt_tokens")), u.get("output_tokens", u.get("completion_tokens"))
+
+
+def test_usage_after_a_mixed_load_equals_what_clients_saw(tmp_path: Path) -> None:
+    tc, _ = make(tmp_path)
+    saw: dict[str, list[int]] = {"key-a": [0, 0, 0], "key-b": [0, 0, 0]}
+    with tc:
+        for i in range(12):
+            key = "key-a" if i % 3 else "key-b"
+            h = {SCOPE_HEADER: key}
+            kind = i % 4
+            if kind == 0:
+                resp = tc.post("/v1/responses", json={"model": "m", "input": "x", "store": False}, headers=h)
+            elif kind == 1:
+                resp = tc.post(
+                    "/v1/responses", json={"model": "m", "input": "x", "stream": True, "store": False}, headers=h
+                )
+            elif kind == 2:
+                resp = tc.post("/v1/chat/completions", json={"model": "m", "messages": []}, headers=h)
+            else:
+                body = {"model": "m", "messages": [], "stream": True, "stream_options": {"include_usage": True}}
+                resp = tc.post("/v1/chat/completions", json=body, headers=h)
+            assert resp.status_code == 200
+            inp, out = seen_usage(resp)
+            saw[key][0] += 1
+            saw[key][1] += inp
+            saw[key][2] += out
+        bad = tc.post("/v1/responses", json={"model": "m", "input": 42}, headers={SCOPE_HEADER: "key-a"})
+        assert bad.status_code == 400
+        assert tc.get("/v1/usage").status_code == 401
+        report = tc.get("/v1/usage", params={"group_by": "none"}, headers=ADMIN).json()["data"]
+    got = {r["key"]: [r["requests"], r["input_tokens"], r["output_tokens"]] for r in report}
+    saw["key-a"][0] += 1  # the refused request counts as a request, with its error
+    assert got == saw
+    errors = {r["key"]: r["errors"] for r in report}
+    assert errors["key-a"] == {"invalid_request_error": 1} and errors["key-b"] == {}
+    metrics = tc.get("/metrics").text
+    assert 'modelyard_key_tokens_total{backend="vllm",key="key-a",kind="input",model="m"}' in metrics
+
+
+def test_usage_survives_a_restart(tmp_path: Path) -> None:
+    tc, _ = make(tmp_path)
+    with tc:
+        tc.post("/v1/chat/completions", json={"model": "m", "messages": []})
+    tc, _ = make(tmp_path)
+    with tc:
+        tc.post("/v1/chat/completions", json={"model": "m", "messages": []})
+        (row,) = tc.get("/v1/usage", headers=ADMIN).json()["data"]
+    assert row["requests"] == 2 and row["input_tokens"] == 14 and row["output_tokens"] == 4
+
+
+def test_a_quota_is_a_429_naming_it_and_when_it_resets(tmp_path: Path) -> None:
+    quotas = json.dumps({"*": {"requests_per_minute": 2}, "key-big": {"requests_per_minute": 100}})
+    tc, _ = make(tmp_path, MODELYARD_QUOTAS=quotas)
+    with tc:
+        h = {SCOPE_HEADER: "key-a"}
+        for _ in range(2):
+            assert tc.post("/v1/chat/completions", json={"model": "m", "messages": []}, headers=h).status_code == 200
+        over = tc.post("/v1/chat/completions", json={"model": "m", "messages": []}, headers=h)
+        assert over.status_code == 429 and over.json()["error"]["code"] == "quota_exceeded"
+        assert (
+            "requests_per_minute" in over.json()["error"]["message"] and "resets at" in over.json()["error"]["message"]
+        )
+        assert 1 <= int(over.headers["retry-after"]) <= 61
+        anthropic = tc.post("/v1/messages", json={"model": "m", "max_tokens": 5, "messages": []}, headers=h)
+        assert anthropic.status_code == 429 and anthropic.json()["type"] == "error"
+        assert anthropic.json()["error"]["type"] == "rate_limit_error"
+        big = {SCOPE_HEADER: "key-big"}
+        assert tc.post("/v1/chat/completions", json={"model": "m", "messages": []}, headers=big).status_code == 200
+
+
+def test_a_rollout_is_captured_in_order_and_listed(tmp_path: Path) -> None:
+    tc, _ = make(tmp_path, MODELYARD_CAPTURE="true")
+    with tc:
+        one = tc.post("/ng-rollout/r-17/v1/responses", json={"model": "m", "input": "first", "store": False})
+        assert one.status_code == 200
+        two = tc.post(
+            "/v1/responses", json={"model": "m", "input": "second", "stream": True, "store": False},
+            headers={"x-rollout-id": "r-17"},
+        )  # fmt: skip
+        assert two.status_code == 200
+        tc.post("/v1/chat/completions", json={"model": "m", "messages": []})  # no rollout: not captured
+        assert tc.get("/v1/rollouts/r-17").status_code == 401
+        calls = tc.get("/v1/rollouts/r-17", headers=ADMIN).json()["data"]
+    assert [c["request"]["input"] for c in calls] == ["first", "second"]
+    assert [c["route"] for c in calls] == ["/v1/responses", "/v1/responses"]
+    assert calls[0]["reply"]["id"] == one.json()["id"] and calls[0]["status"] == 200
+    assert calls[1]["reply"]["status"] == "completed" and calls[1]["ttft_ms"] is not None
+    assert all(c["latency_ms"] > 0 and c["usage"]["output_tokens"] == 2 and c["backend"] == "vllm" for c in calls)
+
+
+def test_export_writes_nemo_gym_rows(tmp_path: Path) -> None:
+    import runpy
+
+    root = Path(__file__).resolve().parents[2]
+    export = runpy.run_path(str(root / "scripts" / "export-rollouts"))
+    tc, _ = make(tmp_path, MODELYARD_CAPTURE="true")
+    with tc:
+        tc.post("/ng-rollout/r-9/v1/responses", json={"model": "m", "input": "x", "store": False})
+        tc.post("/ng-rollout/r-9/v1/chat/completions", json={"model": "m", "messages": []})
+        calls = tc.get("/v1/rollouts", params={"rollout_id": "r-9"}, headers=ADMIN).json()["data"]
+        assert tc.get("/v1/rollouts", params={"since": "soon"}, headers=ADMIN).status_code == 400
+    rows = [export["row"](c) for c in calls]
+    assert rows[0]["responses_create_params"]["input"] == "x" and rows[0]["response"]["object"] == "response"
+    assert rows[1]["chat_completions_create_params"]["messages"] == []
+    assert {r["modelyard"]["rollout_id"] for r in rows} == {"r-9"}

@@ -1,0 +1,1 @@
+"""Host-side tools (scripts/ calls them); not part of the adapter image."""
