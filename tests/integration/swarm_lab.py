@@ -174,11 +174,9 @@ def load_images() -> None:
 
 def stack_file() -> Path:
     env = {**os.environ, "MODELYARD_TAG": TAG, "COMPOSE_PROFILES": "cpu"}
-    rendered = sh(
-        str(ROOT / "scripts/swarm-config"), "-f", str(ROOT / "tests/integration/compose.swarm-lab.yaml"), env=env
-    ).stdout
     path = STATE / "stack.yaml"
-    path.write_text(rendered)
+    lab_file = str(ROOT / "tests/integration/compose.swarm-lab.yaml")
+    sh(str(ROOT / "scripts/swarm-config"), "-f", lab_file, "-o", str(path), env=env)
     return path
 
 
@@ -349,14 +347,15 @@ def figures(data: dict, lost: str, t_cut: float, t_back: float) -> dict:
     for r in sorted(reqs, key=lambda r: r["t"]):
         if r["t"] < t_cut and r["status"] == 200:
             home[r["session"]] = r["replica"]
-    during = [r for r in reqs if t_cut <= r["t"] < t_back]
+    # During the cut: every request still open at the cut (in flight there) or started before the link came back.
+    during = [r for r in reqs if r["t"] + r["s"] >= t_cut and r["t"] < t_back]
     stayed = [r for r in during if home.get(r["session"]) != lost_index]
     moved = [r for r in during if home.get(r["session"]) == lost_index]
     bad = lambda rs: sum(1 for r in rs if r["status"] != 200)  # noqa: E731
     after = [r for r in reqs if r["t"] >= t_back]
     return {
         "requests": len(reqs),
-        "before": sum(1 for r in reqs if r["t"] < t_cut),
+        "before": sum(1 for r in reqs if r["t"] + r["s"] < t_cut),
         "during": len(during), "after": len(after),
         "failed_total": bad(reqs),
         "during_stayed": len(stayed), "failed_stayed": bad(stayed),

@@ -27,11 +27,14 @@ if not shutil.which("docker"):
 def render(profile: str, tmp_path: Path, *files: str) -> dict:
     env_file = tmp_path / "empty.env"
     env_file.write_text("")
-    cmd = [str(ROOT / "scripts/swarm-config"), "--env-file", str(env_file), "--profile", profile]
+    out = tmp_path / "stack.json"
+    cmd = [str(ROOT / "scripts/swarm-config"), "--env-file", str(env_file), "--profile", profile, "-o", str(out)]
     for f in files:
         cmd += ["-f", str(ROOT / f)]
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=60)
-    return json.loads(out.stdout)
+    run = subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=60)
+    assert run.stdout == ""  # the values (keys included) go to the file alone
+    assert out.stat().st_mode & 0o777 == 0o600
+    return json.loads(out.read_text())
 
 
 def stack_config(path: Path) -> subprocess.CompletedProcess[str]:
