@@ -34,14 +34,16 @@ RESOLVER=$(awk '/^nameserver/ {print $2; exit}' /etc/resolv.conf)
 mkdir -p /tmp/nginx
 umask 077  # the key map is readable by nginx's user alone
 
-# The key map: "Bearer <key>" -> the key's number (k1, k2, ...). The number, never the key, is what
-# the access log and the rate limits see. Keys are matched exactly (a case-sensitive regex each: a
-# plain map entry would match case-insensitively); the scheme word is case-insensitive (RFC 7235).
+# The key map: "Bearer <key>" in Authorization, or the key alone in X-Api-Key (Anthropic's SDKs send
+# that) -> the key's number (k1, k2, ...). The number, never the key, is what the access log and the
+# rate limits see. Keys are matched exactly (a case-sensitive regex each: a plain map entry would match
+# case-insensitively); the scheme word is case-insensitive (RFC 7235). The map reads both headers
+# joined by "|", a character no key may hold.
 # The scope map: the key's number -> a stable id of the key (a hash, never the key), sent to the adapters as
 # X-Modelyard-Key: what stored responses belong to (docs/state.md); it stays the same when keys are reordered.
 scopes="    open open;"
 {
-  echo "map \$http_authorization \$api_key_id {"
+  echo "map \"\$http_authorization|\$http_x_api_key\" \$api_key_id {"
   if [ -z "$(echo "$GATEWAY_API_KEYS" | tr -d ' ,')" ]; then
     echo "    default open;"  # no keys configured: every request is let in
   else
@@ -52,7 +54,8 @@ scopes="    open open;"
         || fail "GATEWAY_API_KEYS: key $((i + 1)) must be 8 or more of A-Z a-z 0-9 . _ ~ + / = -"
       i=$((i + 1))
       escaped=$(printf '%s' "$key" | sed -e 's/[.+/=~-]/\\&/g')
-      echo "    \"~^(?i:bearer) +$escaped\$\" k$i;"
+      echo "    \"~^(?i:bearer) +$escaped\\|\" k$i;"
+      echo "    \"~\\|$escaped\$\" k$i;"
       scopes="$scopes
     k$i key-$(printf 'modelyard-scope:%s' "$key" | sha256sum | cut -c1-24);"
     done

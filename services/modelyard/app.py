@@ -27,6 +27,9 @@ from .backends import Backend
 from .calls import Calls, current
 from .capture import Capture
 from .errors import APIError
+from .messages import error_body
+from .messages_serving import PATH_PREFIX as MESSAGES_PATH
+from .messages_serving import MessagesService
 from .replicas import ReplicaRouting
 from .routes import router
 from .serving import ChatService, ResponsesService, Serving, json_response
@@ -39,7 +42,10 @@ from .usage import Ledger, parse_quotas
 log = logging.getLogger("modelyard")
 
 
-def error_response(err: APIError) -> Response:
+def error_response(err: APIError, path: str = "") -> Response:
+    """In OpenAI's format; on Anthropic's Messages routes, in Anthropic's."""
+    if path.startswith(MESSAGES_PATH):
+        return json_response(error_body(err), err.status, err.headers)
     return json_response(err.body(), err.status, err.headers)
 
 
@@ -77,7 +83,7 @@ class Draining:
                 body = {"status": "draining", "backend": scope["app"].state.backend.name}
                 await json_response(body, 503)(scope, receive, send)
                 return
-            await error_response(err)(scope, receive, send)
+            await error_response(err, scope["path"])(scope, receive, send)
             return
         await self.app(scope, receive, send)
 
@@ -137,6 +143,7 @@ def serve(app: FastAPI, backend: Backend, up: Upstream) -> Upstream:
     app.state.chat = ChatService(backend, up)
     app.state.responses = ResponsesService(backend, up)
     app.state.admin = AdminService(up, backend.settings.admin_key)
+    app.state.messages = MessagesService(backend, up)
     return up
 
 
@@ -157,26 +164,28 @@ async def open_state(app: FastAPI, backend: Backend) -> Store | None:
     return store
 
 
-# -- errors, always in OpenAI's format ------------------------------------------------------------
+# -- errors, in OpenAI's format (Anthropic's on /v1/messages) ----------------------------------
 async def _api_error(request: Request, err: APIError) -> Response:
     if (call := current()) is not None:
         call.failed(err)
-    return error_response(err)
+    return error_response(err, request.url.path)
 
 
 async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
     if exc.status_code == 404:
         msg = f"Unknown path {request.url.path} on the {request.app.state.backend.name} adapter."
-        return error_response(APIError(404, msg, code="unknown_url"))
+        return error_response(APIError(404, msg, code="unknown_url"), request.url.path)
     if exc.status_code == 405:
         msg = f"Method {request.method} is not allowed on {request.url.path}."
-        return error_response(APIError(405, msg, code="method_not_allowed", type="invalid_request_error"))
-    return error_response(APIError(exc.status_code, str(exc.detail)))
+        err = APIError(405, msg, code="method_not_allowed", type="invalid_request_error")
+        return error_response(err, request.url.path)
+    return error_response(APIError(exc.status_code, str(exc.detail)), request.url.path)
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
     log.exception("unexpected error", extra={"path": request.url.path})
-    return error_response(APIError(500, "Internal error in the modelyard adapter.", code="internal_error"))
+    err = APIError(500, "Internal error in the modelyard adapter.", code="internal_error")
+    return error_response(err, request.url.path)
 
 
 ERROR_HANDLERS: dict[Any, Any] = {APIError: _api_error, StarletteHTTPException: _http_error, Exception: _unexpected}

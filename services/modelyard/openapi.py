@@ -24,6 +24,23 @@ ERROR: dict[str, Any] = {
     },
 }
 ERRORS = {"description": "An error in OpenAI's format", "content": {"application/json": {"schema": ERROR}}}
+# Anthropic's error format, on /v1/messages (messages/errors.py).
+ANTHROPIC_ERROR: dict[str, Any] = {
+    "type": "object",
+    "required": ["type", "error"],
+    "properties": {
+        "type": {"const": "error"},
+        "error": {
+            "type": "object",
+            "required": ["type", "message"],
+            "properties": {"type": {"type": "string"}, "message": {"type": "string", "minLength": 1}},
+        },
+    },
+}
+ANTHROPIC_ERRORS = {
+    "description": "An error in Anthropic's format",
+    "content": {"application/json": {"schema": ANTHROPIC_ERROR}},
+}
 
 TEXT = {"type": "string", "maxLength": 200}
 ROLE = {"type": "string", "enum": ["user", "assistant", "system", "developer"]}
@@ -141,6 +158,42 @@ CHAT_COMPLETION: dict[str, Any] = {
         "choices": {"type": "array", "items": {"type": "object", "required": ["index", "message", "finish_reason"]}},
     },
 }
+MESSAGES_REQUEST: dict[str, Any] = {
+    "type": "object",
+    "required": ["model", "max_tokens", "messages"],
+    "properties": {
+        "model": {"type": "string", "minLength": 1, "maxLength": 40},
+        "max_tokens": {"type": "integer", "minimum": 1, "maximum": 4096},
+        "system": {"type": "string", "maxLength": 200},
+        "messages": {
+            "type": "array",
+            "minItems": 1,
+            "maxItems": 5,
+            "items": {
+                "type": "object",
+                "required": ["role", "content"],
+                "properties": {"role": {"enum": ["user", "assistant"]}, "content": TEXT},
+            },
+        },
+        "temperature": {"type": "number", "minimum": 0, "maximum": 1},
+        "stream": {"type": "boolean"},
+    },
+}
+MESSAGE: dict[str, Any] = {
+    "type": "object",
+    "required": ["id", "type", "role", "content", "model", "stop_reason", "usage"],
+    "properties": {
+        "type": {"const": "message"},
+        "role": {"const": "assistant"},
+        "content": {"type": "array", "items": {"type": "object", "required": ["type"]}},
+        "usage": {"type": "object", "required": ["input_tokens", "output_tokens"]},
+    },
+}
+COUNT_REQUEST = {**MESSAGES_REQUEST, "required": ["model", "messages"]}
+COUNT_REQUEST["properties"] = {
+    k: v for k, v in MESSAGES_REQUEST["properties"].items() if k not in ("max_tokens", "stream")
+}
+TOKEN_COUNT = {"type": "object", "required": ["input_tokens"], "properties": {"input_tokens": {"type": "integer"}}}
 # One SSE event's data: a JSON object (a Responses event has a type; a chat chunk or a final error chunk),
 # or chat's closing [DONE].
 SSE_EVENT = {"anyOf": [{"type": "object"}, {"type": "string", "enum": ["[DONE]"]}]}
@@ -151,17 +204,21 @@ def annotate(schema: dict[str, Any]) -> dict[str, Any]:
     generation = {
         "/v1/responses": (RESPONSES_REQUEST, RESPONSE),
         "/v1/chat/completions": (CHAT_REQUEST, CHAT_COMPLETION),
+        "/v1/messages": (MESSAGES_REQUEST, MESSAGE),
+        "/v1/messages/count_tokens": (COUNT_REQUEST, TOKEN_COUNT),
     }
     for path, ops in schema.get("paths", {}).items():
         for method, op in ops.items():
             op["operationId"] = f"{method}{path.replace('/', '_').replace('{', '').replace('}', '')}"  # unique
             responses = op.setdefault("responses", {})
             responses.pop("422", None)  # FastAPI's validation error shape: ours are OpenAI's (400)
-            responses["default"] = ERRORS
+            responses["default"] = ANTHROPIC_ERRORS if path.startswith("/v1/messages") else ERRORS
             if method == "post" and path in generation:
                 request, reply = generation[path]
                 op["requestBody"] = {"required": True, "content": {"application/json": {"schema": request}}}
-                content = {"application/json": {"schema": reply}, "text/event-stream": {"schema": SSE_EVENT}}
+                content: dict[str, Any] = {"application/json": {"schema": reply}}
+                if path != "/v1/messages/count_tokens":
+                    content["text/event-stream"] = {"schema": SSE_EVENT}
                 responses["200"] = {
                     "description": "The reply, or its event stream when stream is true",
                     "content": content,

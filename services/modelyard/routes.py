@@ -14,6 +14,7 @@ from . import metrics
 from .admin import ADMIN_HEADER, AdminService
 from .calls import current
 from .errors import APIError, invalid
+from .messages_serving import MessagesService
 from .serving import ChatService, ResponsesService, Serving, json_response
 from .sockets import serve_socket
 from .state import OPEN_SCOPE, SCOPE_HEADER, StateService
@@ -73,6 +74,10 @@ def chat(request: Request) -> ChatService:
 
 def responses(request: Request) -> ResponsesService:
     return request.app.state.responses
+
+
+def messages(request: Request) -> MessagesService:
+    return request.app.state.messages
 
 
 async def body_of(request: Request) -> dict[str, Any]:
@@ -279,3 +284,14 @@ async def rollouts(request: Request) -> Response:
                 raise invalid(f"'{name}' must be a Unix time in seconds.", name) from None
     calls = await capture.calls(rollout=q.get("rollout_id"), scope=q.get("key"), **bounds)
     return json_response({"object": "list", "data": calls})
+
+
+# Anthropic's Messages API (messages_serving.py); errors on these paths are in Anthropic's format (app.py).
+@router.post("/v1/messages")
+async def create_message(request: Request) -> Response:
+    return await messages(request).create(await body_of(request), forwarded(request))
+
+
+@router.post("/v1/messages/count_tokens")
+async def count_message_tokens(request: Request) -> Response:
+    return await messages(request).count_tokens(await body_of(request), forwarded(request))

@@ -238,6 +238,11 @@ class ResponsesService(Serving):
                     await state.save(turn, translator.response)
                 await self._publish(rid, events, feed)
         except APIError as err:
+            if self.overflows(err) and not translator.response["output"]:  # nothing streamed yet: incomplete
+                events = chat.overflow_events(response_id=rid, created_at=translator.response["created_at"])
+                await state.save(turn, events[-1]["response"])
+                await self._publish(rid, events, feed)
+                return
             await self._publish(rid, translator.fail(err.message, err.code or "server_error"), feed)
             await state.save(turn, translator.response)
         except asyncio.CancelledError:

@@ -397,9 +397,10 @@ def test_input_too_long_for_the_model_is_a_400(sdk: SDK) -> None:
 
 def test_unsupported_param_is_a_400_naming_it(sdk: SDK) -> None:
     with pytest.raises(openai.BadRequestError) as info:
-        sdk.client.responses.create(model=sdk.model, input="Hi", background=True, max_output_tokens=4)
+        # background is honoured now that the stack stores responses (docs/state.md); prompt templates are not
+        sdk.client.responses.create(model=sdk.model, input="Hi", prompt={"id": "pmpt_1"}, max_output_tokens=4)
     sdk.check_all()
-    assert info.value.param == "background" and info.value.code == "unsupported_parameter"
+    assert info.value.param == "prompt" and info.value.code == "unsupported_parameter"
 
 
 def test_chat_completions_stream_passes_through_chunk_by_chunk(sdk: SDK) -> None:

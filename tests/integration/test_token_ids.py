@@ -8,6 +8,7 @@ are asked directly, from inside that container, for the comparison.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 from collections.abc import Iterator
@@ -81,7 +82,7 @@ def adapter(stack: Stack, model: str) -> Iterator[TokenAdapter]:
         "docker", "run", "-d", "--rm", "--name", name, "--network", f"{stack.project}_default",
         "-p", f"127.0.0.1:{port}:8000", "--read-only", "--tmpfs", "/tmp", "--cap-drop", "ALL",
         "-e", f"MODELYARD_UPSTREAM_URL={ENGINE}/v1", "-e", "MODELYARD_RETURN_TOKEN_IDS=true",
-        "modelyard/adapter:latest", "vllm",
+        f"modelyard/adapter:{os.environ.get('MODELYARD_TAG', 'latest')}", "vllm",
     ]  # fmt: skip
     started = subprocess.run(run, capture_output=True, text=True, timeout=60)
     assert started.returncode == 0, started.stderr
@@ -194,3 +195,33 @@ def test_streaming_carries_the_same_token_data_on_the_final_response(adapter: To
 def test_n_other_than_one_is_refused_in_this_mode(adapter: TokenAdapter) -> None:
     resp = adapter.responses(input="Hi", n=2)
     assert resp.status_code == 400 and resp.json()["error"]["param"] == "n"
+
+
+def test_anthropic_messages_carry_the_same_token_data(adapter: TokenAdapter) -> None:
+    """/v1/messages (docs/messages.md): the ids on the message, plain and streamed (its message_delta)."""
+    body = {
+        "model": adapter.model,
+        "max_tokens": 24,
+        "temperature": 0,
+        "messages": [{"role": "user", "content": QUESTION}],
+    }
+    message = httpx.post(f"{adapter.url}/v1/messages", json=body, timeout=300).json()
+    assert message["prompt_token_ids"] == adapter.tokenize(body["messages"])
+    assert (
+        len(message["generation_token_ids"])
+        == len(message["generation_log_probs"])
+        == message["usage"]["output_tokens"]
+    )
+    with httpx.stream("POST", f"{adapter.url}/v1/messages", json={**body, "stream": True}, timeout=300) as resp:
+        events = [json.loads(line[6:]) for line in resp.iter_lines() if line.startswith("data: ")]
+    [delta] = [e for e in events if e["type"] == "message_delta"]
+    assert delta["prompt_token_ids"] == message["prompt_token_ids"]
+    assert delta["generation_token_ids"] == message["generation_token_ids"]  # greedy: the same generation
+    # Echoed on the assistant message, they are the next turn's prompt prefix.
+    history = message["prompt_token_ids"] + message["generation_token_ids"]
+    said = {"role": "assistant", "content": message["content"]}
+    said.update({k: message[k] for k in ("prompt_token_ids", "generation_token_ids")})
+    turns = [*body["messages"], said, {"role": "user", "content": "And of Italy?"}]
+    second = httpx.post(f"{adapter.url}/v1/messages", json={**body, "messages": turns}, timeout=300)
+    assert second.status_code == 200, second.text
+    assert second.json()["prompt_token_ids"][: len(history)] == history

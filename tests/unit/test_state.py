@@ -333,3 +333,16 @@ def test_websocket_events_match_the_sdk_types(tmp_path: Path) -> None:
         ws.send_json({"type": "response.create", "model": "m", "input": "hi"})
         for event in ws_events(ws):
             adapter.validate_python(event, strict=False)
+
+
+def test_background_input_too_long_ends_incomplete_where_overflow_is_incomplete(tmp_path: Path) -> None:
+    script = Upstream_()
+    script.chat_status = 400
+    script.chat_body = json.dumps({"object": "error", "message": "maximum context length is 2048 tokens"}).encode()
+    script.stream_body = script.chat_body
+    tc, _ = make(tmp_path, script, MODELYARD_CONTEXT_OVERFLOW="incomplete")
+    with tc:
+        made = tc.post(R, json={"model": "m", "input": "x", "background": True}).json()
+        done = poll(tc, made["id"], {"incomplete", "failed"})
+        assert done["status"] == "incomplete" and done["incomplete_details"] == {"reason": "max_output_tokens"}
+        assert done["background"] is True and done["output"] == []

@@ -86,6 +86,10 @@ class VLLM(Backend):
         kv = dict(kv) if isinstance(kv, dict) else {}
         body["kv_transfer_params"] = {**kv, "prompt_token_ids": ids[:keep] + full[cut:]}
 
+    async def count_tokens(self, upstream: Upstream, body: dict[str, Any]) -> int:
+        """The prompt's length as the engine renders it (Anthropic's /v1/messages/count_tokens)."""
+        return len(await self._tokenize(upstream, body, body["messages"], generation_prompt=True))
+
     async def _tokenize(
         self, upstream: Upstream, body: dict[str, Any], messages: list[dict[str, Any]], *, generation_prompt: bool
     ) -> list[int]:
