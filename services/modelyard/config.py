@@ -443,8 +443,8 @@ class Settings:
         "MODELYARD_FORCE_TOOL_CHOICE",
         text,
         "",
-        doc="required, auto, none or a tool name, forced on a turn's first step (tests with models too small "
-        "to choose a tool); empty: the client's choice",
+        doc="required, auto, none or tool names (comma-separated: the first one offered), forced on a turn's first "
+        "step (tests with models too small to choose a tool); empty: the client's choice",
         env_yaml=ADAPTER,
     )
     context_overflow: str = setting(

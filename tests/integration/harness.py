@@ -71,6 +71,16 @@ def documented_fields(harness: str) -> set[str]:
     return {line.split("`")[1] for line in section.splitlines() if line.startswith("| `")}
 
 
+# One stack for both harnesses: each profile's drops, and each one's shell tool forced on a first step.
+EXTRA = {"MODELYARD_CLIENTS": "codex,claude-code", "MODELYARD_FORCE_TOOL_CHOICE": "exec_command,Bash"}
+
+
+@pytest.fixture(scope="session")
+def shared_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    cli("codex"), cli("claude")  # installed (or skipped) before a stack is brought up for them
+    yield from harness_stack(tmp_path_factory.mktemp("harness"), EXTRA)
+
+
 def harness_stack(tmp: Path, extra: dict[str, str]) -> Iterator[Stack]:
     port = free_port()
     project = f"modelyard-harness-{os.getpid()}"

@@ -1,16 +1,19 @@
-"""The real Claude Code CLI (`claude -p`, npm @anthropic-ai/claude-code): what it sends, checked against
-docs/agent-harnesses.md. The end-to-end turn on /v1/messages waits for the Anthropic ingress (branch
-`messages`) to be merged."""
+"""The real Claude Code CLI (`claude -p --output-format json`, npm @anthropic-ai/claude-code) against the
+`cpu` stack's /v1/messages through the gateway, no proxy, nothing edited: the forced Bash call
+(MODELYARD_FORCE_TOOL_CHOICE) runs, its result goes back, the next step answers, and the CLI exits cleanly.
+Also what it sends, checked against docs/agent-harnesses.md."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from .harness import Recorder, cli, documented_fields
+from .conftest import Stack
+from .harness import Recorder, cli, documented_fields, shared_stack  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.integration
 
@@ -47,3 +50,11 @@ def test_what_claude_code_sends_is_documented(tmp_path: Path) -> None:
     assert set(body) <= documented_fields("claude-code"), set(body) - documented_fields("claude-code")
     assert [t["name"] for t in body["tools"]] == ["Bash"] and body["max_tokens"] == 512
     assert any(block.get("cache_control") for block in body["system"])
+
+
+def test_claude_code_completes_a_tool_calling_turn(shared_stack: Stack, tmp_path: Path) -> None:  # noqa: F811
+    model = shared_stack.client().models.list().data[0].id
+    out = claude(tmp_path, shared_stack.url, model, "List the files in this directory.")
+    assert out.returncode == 0, (out.stdout[-3000:], out.stderr[-3000:])
+    result = json.loads(out.stdout)
+    assert result["is_error"] is False and result["num_turns"] >= 2, result

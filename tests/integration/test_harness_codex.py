@@ -13,13 +13,12 @@ import json
 import os
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from .conftest import Stack
-from .harness import Recorder, cli, documented_fields, harness_stack
+from .harness import Recorder, cli, documented_fields, shared_stack  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.integration
 
@@ -53,10 +52,8 @@ request_max_retries = 0
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    cli("codex")  # installed (or skipped) before a stack is brought up for it
-    extra = {"MODELYARD_CLIENTS": "codex", "MODELYARD_FORCE_TOOL_CHOICE": "exec_command"}
-    yield from harness_stack(tmp_path_factory.mktemp("codex"), extra)
+def stack(shared_stack: Stack) -> Stack:  # noqa: F811 (the fixture imported above)
+    return shared_stack
 
 
 def codex(tmp: Path, base_url: str, model: str, prompt: str) -> subprocess.CompletedProcess[str]:

@@ -103,7 +103,27 @@ class _Translation:
             self.tool_choice(request["tool_choice"], body)
         if request.get("thinking") is not None:
             self.thinking(request["thinking"], body)
+        self.force_tool_choice(request["messages"], body)
         return ChatRequest(body, self.dropped, self.token_prefix)
+
+    def force_tool_choice(self, turns: list[Any], body: dict[str, Any]) -> None:
+        """The operator's forced tool choice (MODELYARD_FORCE_TOOL_CHOICE), on a turn's first step only
+        (the last message carries no tool_result), the function made strict so the engine holds it to
+        the schema; as translate/request.py does for /v1/responses."""
+        force = self.opts.force_tool_choice
+        if not force or "tools" not in body or not turns or not isinstance(turns[-1], dict):
+            return
+        content = turns[-1].get("content")
+        if isinstance(content, list) and any(isinstance(b, dict) and b.get("type") == "tool_result" for b in content):
+            return
+        if force in ("required", "auto", "none"):
+            body["tool_choice"] = force
+            return
+        for tool in body["tools"]:
+            if tool["function"]["name"] in force.split(","):  # the first offered of the names listed
+                body["tool_choice"] = {"type": "function", "function": {"name": tool["function"]["name"]}}
+                tool["function"]["strict"] = True
+                return
 
     def param(self, key: str, value: Any, body: dict[str, Any]) -> None:
         """One top-level param other than the messages."""

@@ -343,12 +343,14 @@ class _Translation:
         if force in ("required", "auto", "none"):
             body["tool_choice"] = force
             return
-        name = next((e for e, (_, ns, n) in self.tool_map.items() if force in (n, f"{ns}.{n}")), force)
-        for tool in body["tools"]:
-            if tool["function"]["name"] == name:
-                body["tool_choice"] = {"type": "function", "function": {"name": name}}
-                # Strict, so the engine constrains the arguments to the schema (vLLM does so only then).
-                tool["function"]["strict"] = True
+        for wanted in force.split(","):  # several names: the first one offered (one setting, several harnesses)
+            name = next((e for e, (_, ns, n) in self.tool_map.items() if wanted in (n, f"{ns}.{n}")), wanted)
+            for tool in body["tools"]:
+                if tool["function"]["name"] == name:
+                    body["tool_choice"] = {"type": "function", "function": {"name": name}}
+                    # Strict, so the engine constrains the arguments to the schema (vLLM does so only then).
+                    tool["function"]["strict"] = True
+                    return
 
     def option(self, key: str, value: Any, body: dict[str, Any]) -> None:
         """One top-level param (not null): checked, put on the chat body, echoed."""
