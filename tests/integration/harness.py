@@ -75,10 +75,19 @@ def documented_fields(harness: str) -> set[str]:
 EXTRA = {"MODELYARD_CLIENTS": "codex,claude-code", "MODELYARD_FORCE_TOOL_CHOICE": "exec_command,Bash"}
 
 
+_UP: list[Stack] = []  # the stack both modules share (each imports the fixture: two definitions)
+
+
 @pytest.fixture(scope="session")
 def shared_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    if _UP:  # brought up for the other module; stopped by it at the session's end
+        yield _UP[0]
+        return
     cli("codex"), cli("claude")  # installed (or skipped) before a stack is brought up for them
-    yield from harness_stack(tmp_path_factory.mktemp("harness"), EXTRA)
+    for stack in harness_stack(tmp_path_factory.mktemp("harness"), EXTRA):
+        _UP.append(stack)
+        yield stack
+        _UP.clear()
 
 
 def harness_stack(tmp: Path, extra: dict[str, str]) -> Iterator[Stack]:
