@@ -95,6 +95,7 @@ class Ledger:
         self.pending_errors: dict[tuple[str, str, int, str], int] = defaultdict(int)
         self.windows: dict[tuple[str, str, int], int] = defaultdict(int)  # (scope, what, window start) -> used
         self.labels: set[tuple[str, str]] = set()
+        self._metric_children: dict[tuple[str, str], tuple[Any, dict[str, Any]]] = {}
         self._task: asyncio.Task[None] | None = None
 
     # -- quotas ------------------------------------------------------------------------------------
@@ -132,14 +133,26 @@ class Ledger:
             return scope, model
         return "other", "other"
 
+    def _children(self, scope: str, model: str) -> tuple[Any, dict[str, Any]]:
+        """The Prometheus children of one (key, model), looked up once (labels() costs on every request)."""
+        found = self._metric_children.get((scope, model))
+        if found is None:
+            key, label_model = self._label(scope, model)
+            found = (
+                KEY_REQUESTS.labels(self.backend, key, label_model),
+                {kind: KEY_TOKENS.labels(self.backend, key, label_model, kind) for kind in KINDS},
+            )
+            self._metric_children[(scope, model)] = found
+        return found
+
     def record(self, call: Call) -> None:
         model = call.model or "unknown"
-        key, label_model = self._label(call.scope, model)
+        requests, token_counters = self._children(call.scope, model)
         counted = tokens(call.usage)
-        KEY_REQUESTS.labels(self.backend, key, label_model).inc()
+        requests.inc()
         for kind, n in counted.items():
             if n:
-                KEY_TOKENS.labels(self.backend, key, label_model, kind).inc(n)
+                token_counters[kind].inc(n)
         error = call.error or (_status_type(call.status) if call.status >= 400 else None)
         now = self.clock()
         bucket = int(now // 3600 * 3600)
@@ -148,7 +161,7 @@ class Ledger:
         for i, kind in enumerate(KINDS):
             row[i + 1] += counted[kind]
         if error:
-            KEY_ERRORS.labels(self.backend, key, label_model, error).inc()
+            KEY_ERRORS.labels(self.backend, *self._label(call.scope, model), error).inc()
             self.pending_errors[(call.scope, model, bucket, error)] += 1
         if self.quotas:
             used = counted["input"] + counted["output"]
