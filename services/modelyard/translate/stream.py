@@ -273,7 +273,8 @@ class StreamTranslator:
         for item in (self._open, *self._call_list):  # what had arrived, cut off
             if item is not None and item.item is not None and not getattr(item, "closed", False):
                 item.sync()
-                item.item["status"] = "incomplete"
+                if item.item.get("type") != "custom_tool_call":  # the spec's custom_tool_call has no status
+                    item.item["status"] = "incomplete"
         response = self._response
         response["status"] = "failed"
         response["error"] = {"code": code if code in _RESPONSE_ERROR_CODES else "server_error", "message": message}
@@ -508,11 +509,12 @@ class StreamTranslator:
         call.item = {
             "id": ids.item_id("ctc" if call.custom else "fc", self._id, call.index),
             "type": "custom_tool_call" if call.custom else "function_call",
-            "status": "in_progress",
             "input" if call.custom else "arguments": "",
             "call_id": call.upstream_id or ids.call_id(self._id, call.number),
             "name": name,
         }
+        if not call.custom:  # the spec's custom_tool_call has no status
+            call.item["status"] = "in_progress"
         if space is not None:
             call.item["namespace"] = space
         self._output.append(call.item)
@@ -526,7 +528,8 @@ class StreamTranslator:
         item = call.item
         call.sync()
         call.closed = True
-        item["status"] = "incomplete" if call.cut else status
+        if not call.custom:
+            item["status"] = "incomplete" if call.cut else status
         if self._events and call.custom:  # its input is known once the arguments are whole
             where = {"item_id": item["id"], "output_index": call.index}
             out.append(self._event("response.custom_tool_call_input.delta", **where, delta=item["input"]))
