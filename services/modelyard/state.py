@@ -82,7 +82,12 @@ def normalize_input(value: Any) -> list[dict[str, Any]]:
 
 
 def resource(item: dict[str, Any]) -> dict[str, Any]:
-    """An item as the API lists it: a message's string content as its one content part."""
+    """An item as the API lists it: a message's string content as its one content part, and a status on
+    the items whose listed form requires one."""
+    if item.get("type") in ("function_call", "function_call_output", "custom_tool_call_output") and not item.get(
+        "status"
+    ):
+        item = {**item, "status": "completed"}
     if item.get("type") != "message" or not isinstance(item.get("content"), str):
         return item
     kind = "output_text" if item.get("role") == "assistant" else "input_text"

@@ -100,7 +100,8 @@ def gateways(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateways]:
     template = (ROOT / "images/gateway/nginx.conf.template").read_text()
     assert "        location / {" in template
     probe_template = tmp_path_factory.mktemp("gwerr") / "nginx.conf.template"
-    probe_template.write_text(template.replace("        location / {", PROBE_LOCATIONS + "        location / {", 1))
+    head, anchor, tail = template.rpartition("        location / {")  # the main server's (the last)
+    probe_template.write_text(head + PROBE_LOCATIONS + anchor + tail)
     probe_template.chmod(0o644)
     limits = ["-e", "GATEWAY_READ_TIMEOUT=1s", "-e", "GATEWAY_MAX_BODY_SIZE=1k",
               "-e", "GATEWAY_CLIENT_HEADER_TIMEOUT=1s", "-e", "GATEWAY_CLIENT_BODY_TIMEOUT=1s"]  # fmt: skip

@@ -199,6 +199,7 @@ def tolerant_adapter(request: pytest.FixtureRequest) -> Iterator[str]:
     stack = request.getfixturevalue("stack")
     port, name = free_port(), f"{stack.project}-tolerant-adapter"
     settings = ["-e", "MODELYARD_CONTEXT_OVERFLOW=incomplete", "-e", "MODELYARD_TOLERATE_PARAMS=background"]
+    settings += ["-e", "MODELYARD_STORE_URL="]  # no store: background is not honoured, so it is tolerated
     run = stack.compose_cmd(
         "run", "-d", "--no-deps", "--name", name, "-p", f"127.0.0.1:{port}:8000", *settings, "adapter-vllm"
     )
