@@ -70,6 +70,8 @@ def relayed(ctx: Any, resp: httpx.Response, headers: dict[str, str] | None = Non
                     if b'"usage"' in chunk and (usage := usage_of(chunk)) is not None:
                         call.usage = usage
                 yield chunk
+        except Aborted as exc:  # pause with abort (gate.py): the reason, not a broken upstream
+            yield b"data: " + orjson.dumps(APIError(503, str(exc), code="policy_update").body()) + b"\n\n"
         except httpx.HTTPError as exc:
             err = APIError(502, f"Upstream stream broke off ({type(exc).__name__}).", code="upstream_stream_error")
             yield b"data: " + orjson.dumps(err.body()) + b"\n\n"

@@ -274,15 +274,18 @@ class Upstream:
         requests alike. Returns the reply and whether it holds a slot (the caller gives it back)."""
         p = self.policy
         start = p.clock()
-        self.endpoints.admit()  # fail fast while the circuit is open or no replica is up
-        self.budget.deposit()
         held = False
         limited = spec.method in _LIMITED_METHODS
         gate, task = self.gate, asyncio.current_task()
         try:
             async with asyncio.timeout(p.total_timeout or None):
+                if limited and gate.paused:
+                    # Paused for a weight update: new generations wait here, before admission, since the
+                    # engines may be restarting (every replica out) while the gate is shut.
+                    await gate.wait()
+                self.endpoints.admit()  # fail fast while the circuit is open or no replica is up
+                self.budget.deposit()
                 if limited:
-                    await gate.wait()  # paused for a weight update: new generations wait here
                     await self._acquire()
                     held = True
                     if not stream and task is not None:

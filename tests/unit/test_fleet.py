@@ -24,6 +24,7 @@ from tests.unit.test_app import CHUNKS, sse
 from tests.unit.test_replicas import CHAT, REPLY
 
 ADMIN = {ADMIN_HEADER: "admin-secret-1"}
+_ADMIN_ENV = {"MODELYARD_ADMIN_KEY": "admin-secret-1", "MODELYARD_REPLICA_PROBE_INTERVAL": "60"}
 
 
 class Fleet:
@@ -200,6 +201,78 @@ def test_pause_with_abort_ends_in_flight_generations_with_a_clear_error() -> Non
         assert paused["drained"]
         assert resp.status_code == 503 and resp.json()["error"]["code"] == "policy_update"
         assert "weights are being updated" in resp.json()["error"]["message"]
+
+
+class _HeldStream(httpx.AsyncByteStream):
+    """A chat stream whose first chunk comes at once and the rest only once `release` is set."""
+
+    def __init__(self, release: asyncio.Event) -> None:
+        self.release = release
+
+    async def __aiter__(self):
+        first, rest = sse(CHUNKS).split(b"\n\n", 1)
+        yield first + b"\n\n"
+        await self.release.wait()
+        yield rest
+
+
+def test_pause_with_abort_ends_a_chat_stream_with_the_policy_update_error() -> None:
+    release = asyncio.Event()
+
+    def engine(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/health":
+            return httpx.Response(200)
+        return httpx.Response(200, stream=_HeldStream(release), headers={"content-type": "text/event-stream"})
+
+    settings = Settings.from_env("vllm", {"MODELYARD_UPSTREAM_URL": "http://engine-a:8000/v1", **_ADMIN_ENV})
+    backend = load("vllm", settings)
+    with TestClient(create_app(backend, upstream=backend.make_upstream(httpx.MockTransport(engine)))) as tc:
+
+        async def scenario() -> tuple[bytes, dict]:
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=tc.app), base_url="http://a") as c:
+
+                async def read() -> bytes:
+                    async with c.stream("POST", "/v1/chat/completions", json={**CHAT, "stream": True}) as s:
+                        return await s.aread()
+
+                body = asyncio.create_task(read())
+                await asyncio.sleep(0.1)
+                pause = asyncio.create_task(c.post("/admin/pause", json={"abort": True, "timeout": 5}, headers=ADMIN))
+                await asyncio.sleep(0.1)
+                release.set()  # the engine's next chunk: the stream sees the abort there
+                return await body, (await pause).json()
+
+        raw, paused = tc.portal.call(scenario)
+    assert paused["drained"]
+    last = [line for line in raw.decode().splitlines() if line.startswith("data: ")][-1]
+    assert json.loads(last[6:])["error"]["code"] == "policy_update" and b"[DONE]" not in raw
+
+
+def test_a_request_sent_while_paused_waits_even_with_every_replica_out() -> None:
+    """The engines restart while the gate is shut: what arrives then waits for resume, not a 503."""
+    fleet = Fleet()
+    settings = Settings.from_env(
+        "vllm", {"MODELYARD_UPSTREAM_URL": "http://engine-a:8000/v1,http://engine-b:8000/v1", **_ADMIN_ENV}
+    )
+    backend = load("vllm", settings)
+    up = backend.make_upstream(httpx.MockTransport(fleet))
+    with TestClient(create_app(backend, upstream=up)) as tc:
+        assert tc.post("/admin/pause", json={}, headers=ADMIN).json()["drained"]
+        for r in up.endpoints.replicas:
+            r.healthy = False  # both engines restarting
+
+        async def scenario() -> tuple[httpx.Response, bool]:
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=tc.app), base_url="http://a") as c:
+                task = asyncio.create_task(c.post("/v1/responses", json={"model": "m", "input": "x"}))
+                await asyncio.sleep(0.1)
+                waited = not task.done()
+                for r in up.endpoints.replicas:
+                    r.healthy = True  # back with the new weights
+                await c.post("/admin/resume", json={"policy_version": "v2"}, headers=ADMIN)
+                return await task, waited
+
+        resp, waited = tc.portal.call(scenario)
+    assert waited and resp.status_code == 200 and resp.json()["metadata"]["policy_version"] == "v2"
 
 
 @pytest.mark.parametrize("body", [{"abort": "yes"}, {"timeout": -1}])
