@@ -143,8 +143,10 @@ def _plain(out: Outcome, resp: httpx.Response) -> None:
 
 
 def _responses_stream(out: Outcome, raw: bytes) -> None:
+    """One terminal event (completed, incomplete, failed); an abort is an `error` event with the code
+    policy_update, then `response.failed` (whose error code the spec limits to its own list)."""
     events = sse.json_payloads(raw)
-    ends = [e for e in events if e.get("type") in TERMINAL or e.get("type") == "error"]
+    ends = [e for e in events if e.get("type") in TERMINAL]
     out.finals = len(ends)
     if not ends:
         out.detail = f"no terminal event: {raw[-300:]!r}"
@@ -153,7 +155,7 @@ def _responses_stream(out: Outcome, raw: bytes) -> None:
     if last["type"] in ("response.completed", "response.incomplete"):
         out.final = "ok"
         out.metadata_version = (last["response"].get("metadata") or {}).get("policy_version")
-    elif _error_code(last) == "policy_update":
+    elif any(e.get("type") == "error" and e.get("code") == "policy_update" for e in events):
         out.final = "policy_update"
     else:
         out.detail = json.dumps(last)[:300]
@@ -172,17 +174,20 @@ def _chat_stream(out: Outcome, raw: bytes) -> None:
         out.detail = f"{done} [DONE], errors {errors[-1:]}: {raw[-200:]!r}"
 
 
-def send(http: httpx.Client, model: str, kind: str, session: str, tokens: int = 6, **extra: object) -> Outcome:
+def send(
+    http: httpx.Client, model: str, kind: str, session: str, tokens: int = 6, prompt: str = "", **extra: object
+) -> Outcome:
     """One request of the given kind; every failure mode becomes the Outcome's final answer."""
+    prompt = prompt or f"Count for {session}."
     rid = f"fleet-{uuid.uuid4().hex[:16]}"
     headers = {"x-session-id": session, "x-request-id": rid}
     stream = kind.endswith("-stream")
     if kind.startswith("responses"):
         path = "/v1/responses"
-        body: dict[str, object] = {"model": model, "input": f"Count for {session}.", "max_output_tokens": tokens}
+        body: dict[str, object] = {"model": model, "input": prompt, "max_output_tokens": tokens}
     else:
         path = "/v1/chat/completions"
-        body = {"model": model, "messages": [{"role": "user", "content": f"Count for {session}."}],
+        body = {"model": model, "messages": [{"role": "user", "content": prompt}],
                 "max_tokens": tokens}  # fmt: skip
     body |= {"stream": stream} | extra
     out = Outcome(kind, rid, time.monotonic())
