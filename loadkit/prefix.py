@@ -1,11 +1,15 @@
 """The prefix-cache effect of session-sticky routing (scripts/prefix-cache, docs/fleet.md): the same
-multi-turn workload on two engine replicas behind one adapter, once with sessions sticking to a replica
-(`x-session-id`) and once spread request by request (no session header, no cookie: each request goes
-to the least-loaded replica, ties in turn), with each engine's prefix-cache counters read before and after.
+multi-turn workload on two engine replicas behind one adapter, in three modes, with each engine's
+prefix-cache counters read before and after each:
+
+  sticky        each session sends `x-session-id`: all its turns on one replica
+  least-loaded  no session header, no cookie: each request goes to the least-loaded replica (ties in turn)
+  round-robin   each turn names, with the replica cookie, the other replica than the turn before: what a
+                router without session affinity does to a session (strict alternation over two replicas)
 
 Each session opens with its own long document (the prefix its turns share) and grows turn by turn with
-the model's replies, as a rollout does. The two modes use different documents, so neither profits from
-what the other left in the caches. Standard library only.
+the model's replies, as a rollout does. The modes use different documents, so none profits from what
+another left in the caches. Standard library only.
 """
 
 from __future__ import annotations
@@ -31,6 +35,9 @@ QUERIES = re.compile(r"^vllm:prefix_cache_queries(?:_total)?(?:\{[^}]*\})? ([0-9
 HITS = re.compile(r"^vllm:prefix_cache_hits(?:_total)?(?:\{[^}]*\})? ([0-9.e+]+)$", re.M)
 
 
+MODES = ("sticky", "least-loaded", "round-robin")
+
+
 @dataclass
 class Workload:
     sessions: int = 8
@@ -42,7 +49,7 @@ class Workload:
 
 @dataclass
 class Mode:
-    name: str  # "sticky" or "spread"
+    name: str  # MODES
     latencies: list[float] = field(default_factory=list)
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -95,6 +102,8 @@ def session(base: str, model: str, mode: Mode, sid: str, w: Workload, lock: thre
     headers = {"x-session-id": f"{mode.name}-{sid}"} if mode.name == "sticky" else {}
     last = None
     for t in range(w.turns):
+        if mode.name == "round-robin":  # the replica cookie names the other replica each turn
+            headers = {"cookie": f"modelyard-replica={(t + int(sid[1:])) % 2}"}
         messages.append({"role": "user", "content": QUESTIONS[t % len(QUESTIONS)]})
         body = {"model": model, "messages": messages, "max_tokens": w.tokens, "temperature": 0}
         start = time.monotonic()

@@ -108,9 +108,12 @@ def test_one_adapter_killed_under_load(fleet: FleetStack) -> None:
     failed = [o for o in outcomes if o.final != "ok"]
     # No hang, and only what the gateway had sent to the killed adapter before the kill may fail.
     assert not [o for o in outcomes if o.final == "hang"], failed[:3]
-    assert all(o.sent < killed and ip[victim] in paths.get(o.request_id, "") for o in failed), [
+    # (A request the gateway's log does not name, because nginx's worker that had it went in the reload
+    # that followed the kill, is counted apart.)
+    assert all(o.sent < killed and ip[victim] in paths.get(o.request_id, ip[victim]) for o in failed), [
         (o, paths.get(o.request_id)) for o in failed
     ][:3]
+    unlogged = [o for o in failed if o.request_id not in paths]
     after = [o for o in outcomes if o.sent > killed]
     assert after and all(o.final == "ok" and by.get(o.request_id) == ip[survivor] for o in after), [
         (o, paths.get(o.request_id)) for o in after if o.final != "ok" or by.get(o.request_id) != ip[survivor]
@@ -123,7 +126,8 @@ def test_one_adapter_killed_under_load(fleet: FleetStack) -> None:
         f"\nadapter killed under load: {len(outcomes)} requests ({len(after)} sent after the kill, all answered by "
         f"the survivor; {len(moved)} of them tried the dead address first); in flight on the killed adapter: "
         f"{len(in_flight)}, failed: {len(failed)} {sorted({o.kind for o in failed})} "
-        f"({sorted({o.detail[:60] for o in failed})}); chains continued through the survivor: {len(continued)} "
+        f"({sorted({o.detail[:60] for o in failed})}; {len(unlogged)} not in the gateway log); "
+        f"chains continued through the survivor: {len(continued)} "
         f"({len(on_victim)} begun on the killed one); usage rows' requests after: {usage_after}; "
         f"stack up in {fleet.started_in:.0f} s"
     )

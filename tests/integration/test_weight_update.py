@@ -129,7 +129,9 @@ def test_pause_update_resume_under_load(fleet: FleetStack) -> None:
     # Nothing was answered while a gate was shut; what was sent then waited and got the new version.
     for up in (wait, abort):
         assert not [o for o in outcomes if up.paused < o.done < up.resume_sent], up
-        queued = [o for o in outcomes if up.paused < o.sent < up.resume_sent]
+        # Queued: sent once the pause was asked for, answered after the resume (the clients' next requests
+        # reach the gate while it drains, so they are usually sent before the pause returns).
+        queued = [o for o in outcomes if up.pause_sent < o.sent < up.resume_sent < o.done]
         assert queued and all(o.final == "ok" and version_of(o) == up.version for o in queued), queued[:3]
 
     # Every success names the version in force when it was produced.
@@ -138,7 +140,9 @@ def test_pause_update_resume_under_load(fleet: FleetStack) -> None:
         assert version_of(o) == want, (want, o)
 
     kinds = {k: sum(o.kind == k for o in outcomes) for k in ("responses", "responses-stream", "chat", "chat-stream")}
-    waits = [o.done - o.sent for up in (wait, abort) for o in outcomes if up.paused < o.sent < up.resume_sent]
+    waits = [
+        o.done - o.sent for up in (wait, abort) for o in outcomes if up.pause_sent < o.sent < up.resume_sent < o.done
+    ]
     print(
         f"\nweight update under load: {len(everything)} requests {kinds}, {len(aborted)} ended with policy_update "
         f"(abort mode), 0 lost; queued while paused: {len(waits)} (longest wait {max(waits):.0f} s); "
