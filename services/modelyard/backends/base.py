@@ -31,6 +31,9 @@ from ..upstream_errors import redact, upstream_error
 
 log = logging.getLogger("modelyard")
 
+# OpenAI's routes under /v1/responses beside the stored-response ones: count input tokens, compact.
+NATIVE_ROUTES = frozenset({"input_tokens", "compact"})
+
 
 class Backend:
     name: ClassVar[str] = "base"
@@ -42,6 +45,10 @@ class Backend:
     native_responses: bool = False
     # Set where the upstream also keeps responses: GET/DELETE /v1/responses/{id}, cancel, input_items.
     stored_responses: bool = False
+    # The routes under /responses the upstream serves itself (NATIVE_ROUTES: input_tokens, compact),
+    # relayed as they are. Elsewhere input_tokens is counted by `count_tokens` where the backend has one
+    # (vLLM), and compact is refused.
+    responses_routes: frozenset[str] = frozenset()
     # Set where the upstream renders a chat template (vLLM, NIM): a Responses request may carry
     # `chat_template_kwargs`, at the top level or as NeMo Gym does, JSON in metadata.chat_template_kwargs.
     engine_extras: ClassVar[bool] = False
