@@ -9,6 +9,8 @@ The hooks, in the order serving.py calls them for a translated `POST /v1/respons
 A relayed request (chat completions; Responses on a native backend) gets prepare_chat or
 prepare_responses, then the upstream. Replies and errors: the upstream calls `error` for a non-200 and
 `reply_error` for a 200 that carries an error (upstream.ErrorMap); readiness calls `probe`.
+POST /v1/responses/input_tokens and /compact: relayed where `responses_routes` lists them, else counted
+by a `count_tokens` method (vLLM, after hooks 1-4) or refused (serving.py).
 """
 
 from __future__ import annotations
