@@ -173,10 +173,17 @@ def background_end(obj: Any, tag: str, cancel_asked: bool) -> str:
     return f"bad:stuck-{status}"
 
 
+def request_error(event: dict[str, Any]) -> bool:
+    """A WebSocket `error` that answers a response.create in place of a response (no sequence number)."""
+    return event.get("type") == "error" and "sequence_number" not in event
+
+
 def ws_turn(events: list[dict[str, Any]], tag: str, previous: str | None) -> tuple[str, str | None]:
     """One response.create's events on the socket (until its end): exactly one terminal event or one
-    error, last, every event of the one response. (outcome, its response id when it completed)."""
-    errors = [e for e in events if e.get("type") == "error"]
+    request error, last, every event of the one response. (outcome, its response id when it completed).
+    A stream's own `error` event (code, message, sequence_number) before its `response.failed` is an
+    event of the response, as in a stream over HTTP; a request error (`status`, `error`) has no response."""
+    errors = [e for e in events if request_error(e)]
     ends = [e for e in events if e.get("type") in TERMINAL or e.get("type") == "response.cancelled"]
     if errors:
         if len(errors) == 1 and not ends and events[-1] is errors[0] and well_formed_error(errors[0]):

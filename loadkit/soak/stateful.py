@@ -164,8 +164,7 @@ async def until_end(conn: ws.Connection, msg: dict[str, Any] | None, timeout: fl
                 if raw is None:
                     return "bad:ws-closed" if msg is not None else events
                 events.append(json.loads(raw))
-                if events[-1].get("type") in ("response.completed", "response.failed", "response.incomplete",
-                                              "error"):  # fmt: skip
+                if events[-1].get("type") in oc.TERMINAL or oc.request_error(events[-1]):
                     return events
     except TimeoutError:
         return "bad:client-timeout" if msg is not None else events

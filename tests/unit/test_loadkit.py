@@ -225,6 +225,9 @@ def test_soak_websocket_turns() -> None:
     error = {"type": "error", "status": 404, "error": {**OPENAI_ERROR["error"], "code": "previous_response_not_found"}}
     assert outcome.ws_turn([error], "T", "r1") == ("error:404:previous_response_not_found", None)
     assert outcome.ws_turn([{"type": "error", "error": {}}], "T", None) == ("bad:ws-error-shape", None)
+    broke = ws_events("r2", "r1", "T", "response.failed")  # a stream's own error event, then its end
+    broke.insert(2, {"type": "error", "code": "server_error", "message": "cut", "param": None, "sequence_number": 2})
+    assert outcome.ws_turn(broke, "T", "r1") == ("failed:server_error", None)
 
 
 async def test_websocket_frames_round_trip() -> None:
@@ -298,7 +301,7 @@ def test_quick_plan_shortens_the_phases() -> None:
 FLAGS = {
     "bench": "--venv --setup --quick --adapter-image --gateway-image --vllm-image --before-image --no-engine --out "
     "--doc",
-    "soak": "--rate --duration --timeout --max-in-flight --seed --mix --url --control --keep --out",
+    "soak": "--rate --duration --timeout --max-in-flight --seed --mix --url --control --api-key --keep --out",
     "record-golden": "--engine --golden",
 }
 
