@@ -7,9 +7,10 @@ import asyncio
 import base64
 import contextlib
 import os
+import re
 import struct
 
-from loadkit.http import status_of
+from loadkit.http import read_chunks, status_of
 
 
 class Refused(Exception):
@@ -48,7 +49,13 @@ class Connection:
         )
         head = await reader.readuntil(b"\r\n\r\n")
         if status_of(head) != 101:
-            body = await reader.read(65536)
+            lower = head.lower()
+            if b"transfer-encoding: chunked" in lower:
+                body = b"".join([piece async for piece in read_chunks(reader)])
+            elif m := re.search(rb"content-length: *(\d+)", lower):
+                body = await reader.readexactly(int(m.group(1)))
+            else:
+                body = b""
             writer.close()
             raise Refused(status_of(head), body)
         return cls(reader, writer)

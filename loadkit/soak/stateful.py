@@ -56,6 +56,17 @@ async def parsed(flow: Flow, method: str, path: str, body: Any = None) -> tuple[
     return (f"error:{status}:{obj['error'].get('code')}" if oc.well_formed_error(obj) else f"bad:{status}-shape"), None
 
 
+async def read(flow: Flow, path: str, tries: int = 3) -> tuple[str, Any]:
+    """A GET, tried again after a well-formed 5xx (an overloaded gateway or adapter: the stored response
+    is not lost for it); a 404 or anything malformed is the answer."""
+    for _ in range(tries - 1):
+        outcome, obj = await parsed(flow, "GET", path)
+        if not outcome.startswith("error:5"):
+            return outcome, obj
+        await asyncio.sleep(POLL_S)
+    return await parsed(flow, "GET", path)
+
+
 async def chain(flow: Flow, turns: int) -> None:
     """Each turn continues from the last one that completed; once all are sent, each completed turn is
     read back (GET and input_items) and must be linked to the one it continued."""
@@ -81,8 +92,8 @@ async def chain(flow: Flow, turns: int) -> None:
         sent.append((tag, rid, previous))
         previous = rid
     for tag, rid, before in sent:
-        got_status, obj = await parsed(flow, "GET", f"/v1/responses/{rid}")
-        items_status, items = await parsed(flow, "GET", f"/v1/responses/{rid}/input_items")
+        got_status, obj = await read(flow, f"/v1/responses/{rid}")
+        items_status, items = await read(flow, f"/v1/responses/{rid}/input_items")
         if got_status != "ok" or items_status != "ok":
             flow.record("chain", "bad:read-back-" + (got_status if got_status != "ok" else items_status))
             continue
@@ -102,17 +113,16 @@ async def background(flow: Flow, cancel: bool) -> None:
     rid = obj["id"]
     if cancel:
         await asyncio.sleep(POLL_S)
-        outcome, obj = await parsed(flow, "POST", f"/v1/responses/{rid}/cancel")
-        if outcome != "ok":
-            flow.record(kind, "bad:cancel-" + outcome)
-            return
+        outcome, got = await parsed(flow, "POST", f"/v1/responses/{rid}/cancel")
+        obj = got if outcome == "ok" else obj  # a refused cancel: the polls say where the response ended
     end = time.monotonic() + flow.timeout
     while obj.get("status") not in oc.ENDED and time.monotonic() < end:
         await asyncio.sleep(POLL_S)
-        outcome, obj = await parsed(flow, "GET", f"/v1/responses/{rid}")
+        outcome, got = await read(flow, f"/v1/responses/{rid}")
         if outcome != "ok":
             flow.record(kind, "bad:poll-" + outcome)
             return
+        obj = got
     flow.record(kind, oc.background_end(obj, tag, cancel))
 
 
@@ -123,9 +133,12 @@ async def session(flow: Flow, turns: int) -> None:
         conn = await asyncio.wait_for(ws.Connection.open(flow.host, flow.port, "/v1/responses", flow.headers),
                                       flow.timeout)  # fmt: skip
     except (OSError, TimeoutError, asyncio.IncompleteReadError, ws.Refused) as exc:
+        outcome = f"bad:ws-open-{type(exc).__name__}"
+        if isinstance(exc, ws.Refused):  # the upgrade answered with an error: well-formed or not
+            outcome = refused(exc)
         for _ in range(turns):
             flow.new_tag("ws")
-            flow.record("ws", f"bad:ws-open-{type(exc).__name__}")
+            flow.record("ws", outcome)
         return
     previous: str | None = None
     outcomes: list[str] = []
@@ -149,6 +162,17 @@ async def session(flow: Flow, turns: int) -> None:
         conn.close()
         for outcome in outcomes:
             flow.record("ws", outcome)
+
+
+def refused(exc: ws.Refused) -> str:
+    """An upgrade answered with an error instead: a well-formed OpenAI one, or bad."""
+    try:
+        obj = json.loads(exc.body)
+    except ValueError:
+        return f"bad:ws-open-{exc.status}"
+    if not oc.well_formed_error(obj):
+        return f"bad:ws-open-{exc.status}"
+    return f"error:{exc.status}:{obj['error'].get('code')}"
 
 
 async def until_end(conn: ws.Connection, msg: dict[str, Any] | None, timeout: float) -> list[dict] | str:
