@@ -25,7 +25,7 @@ BACKENDS = {
         "STANDIN_OPENROUTER_CONFIG": standin_config({"key": OPENROUTER_KEY}),
     }),
     "azure": ("gpt-4o-mini", {
-        "AZURE_OPENAI_URL_STYLE": "v1", "AZURE_OPENAI_API_KEY": AZURE_KEY,
+        "AZURE_OPENAI_URL_STYLE": "v1", "AZURE_OPENAI_API_KEY": AZURE_KEY, "AZURE_OPENAI_RESPONSES_MODE": "translate",
         "AZURE_OPENAI_DEPLOYMENT_MAP": '{"gpt-4o-mini": "gpt-4o-mini-dep"}',
         "STANDIN_AZURE_CONFIG": standin_config({"key": AZURE_KEY}),
     }),
