@@ -57,19 +57,45 @@ def closer(ctx: Any) -> BackgroundTask:
     return BackgroundTask(ctx.__aexit__, None, None, None)
 
 
-def relayed(ctx: Any, resp: httpx.Response, headers: dict[str, str] | None = None) -> StreamingResponse:
-    """An open upstream stream passed on byte for byte; a break mid-way ends it with an error event."""
+def relayed(
+    ctx: Any, resp: httpx.Response, headers: dict[str, str] | None = None, strip_usage: bool = False
+) -> StreamingResponse:
+    """An open upstream stream passed on byte for byte; a break mid-way ends it with an error event.
+    `strip_usage`: the usage-only chunk (asked for upstream, not by the client) is counted, not sent."""
 
     call = current()
 
     async def gen() -> AsyncIterator[bytes]:
+        # A read can end inside an SSE line: its start is kept until the line ends, for the usage in it.
+        carry: list[bytes] = []
         try:
             async for chunk in resp.aiter_bytes():
+                if call is None and not strip_usage:
+                    yield chunk
+                    continue
                 if call is not None:
                     call.first_token()
-                    if b'"usage"' in chunk and (usage := usage_of(chunk)) is not None:
+                cut = chunk.rfind(b"\n") + 1
+                if not cut:
+                    carry.append(chunk)
+                    if not strip_usage:
+                        yield chunk
+                    continue
+                lines = chunk if cut == len(chunk) else chunk[:cut]
+                if carry:
+                    lines = b"".join((*carry, lines))
+                carry = [chunk[cut:]] if cut < len(chunk) else []
+                if b'"usage"' in lines and (usage := usage_of(lines)) is not None:
+                    if call is not None:
                         call.usage = usage
-                yield chunk
+                    if strip_usage:
+                        lines = without_usage_chunk(lines)
+                if not strip_usage:
+                    yield chunk
+                elif lines:
+                    yield lines
+            if strip_usage and carry:
+                yield b"".join(carry)
         except Aborted as exc:  # pause with abort (gate.py): the reason, not a broken upstream
             yield b"data: " + orjson.dumps(APIError(503, str(exc), code="policy_update").body()) + b"\n\n"
         except httpx.HTTPError as exc:
@@ -82,6 +108,27 @@ def relayed(ctx: Any, resp: httpx.Response, headers: dict[str, str] | None = Non
     return StreamingResponse(
         gen(), media_type=media, headers={**SSE_HEADERS, **(headers or {})}, background=closer(ctx)
     )
+
+
+def without_usage_chunk(lines: bytes) -> bytes:
+    """Complete SSE lines less the event whose chunk carries only usage (`"choices":[]`), its blank line too."""
+    out, rest = [], lines
+    while (at := rest.find(b'"usage"')) >= 0:
+        start = rest.rfind(b"\n", 0, at) + 1
+        end = rest.find(b"\n", at)
+        end = len(rest) if end < 0 else end + 1
+        line = rest[start:end]
+        if line.startswith(b"data:") and b'"choices":[]' in line.replace(b" ", b""):
+            out.append(rest[:start])
+            if rest.startswith(b"\n", end):  # the event's blank line
+                end += 1
+            elif rest.startswith(b"\r\n", end):
+                end += 2
+        else:
+            out.append(rest[:end])
+        rest = rest[end:]
+    out.append(rest)
+    return b"".join(out)
 
 
 async def translate_events(
