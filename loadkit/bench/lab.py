@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import resource
 import shutil
 import subprocess
 import sys
@@ -24,8 +25,10 @@ LOAD_CPU, SERVER_CPU = 0, 1  # load generator + upstream stand-in on core 0, the
 CHAT = b'{"model":"bench-model","messages":[{"role":"user","content":"Say hello."}],"max_tokens":16}'
 RESP = b'{"model":"bench-model","input":"Say hello.","max_output_tokens":16}'
 STREAM_CHUNKS, STREAM_CADENCE_MS = 20, 10.0
-# 10,000 open streams are 20,000 sockets in a proxy (client side and upstream side) and more in the adapter.
-SERVER_OPTS = ("--no-healthcheck", "--ulimit", "nofile=65536:65536")
+# 10,000 open streams are 20,000 sockets in a proxy (client side and upstream side), and a little more in
+# the adapter: as many descriptors as this machine allows (Docker cannot raise a limit past its own).
+NOFILE = min(65536, resource.getrlimit(resource.RLIMIT_NOFILE)[1])
+SERVER_OPTS = ("--no-healthcheck", "--ulimit", f"nofile={NOFILE}:{NOFILE}")
 PORTKEY_JS = "node_modules/@portkey-ai/gateway/build/start-server.js"
 PORTKEY_VERSION = "1.15.2"  # pinned: the figures name it
 
@@ -236,6 +239,7 @@ class BenchLab(Lab):
         nginx = ["docker", "run", "--rm", "--entrypoint", "nginx", self.images.gateway, "-v"]
         return {
             "machine": f"{cpu}, {os.cpu_count()} cores, {mem:.0f} GiB",
+            "nofile": str(NOFILE),
             "kernel": platform.release(),
             "docker": sh("docker", "version", "-f", "{{.Server.Version}}", check=False),
             "nginx": subprocess.run(nginx, capture_output=True, text=True).stderr.strip(),
