@@ -31,7 +31,7 @@ from .messages import error_body
 from .messages_serving import PATH_PREFIX as MESSAGES_PATH
 from .messages_serving import MessagesService
 from .replicas import ReplicaRouting
-from .routes import router
+from .routes import HotRoutes, router
 from .serving import ChatService, ResponsesService, Serving, json_response
 from .state import StateService
 from .store import Store, open_store
@@ -119,6 +119,7 @@ def create_app(backend: Backend, upstream: Upstream | None = None) -> FastAPI:
     app.state.capture = None
     if upstream is not None:
         serve(app, backend, upstream)
+    app.add_middleware(HotRoutes, on_error=_api_error)  # innermost: inside Draining and the rest
     app.add_middleware(Draining)
     s = backend.settings
     replicas = len(upstream.replicas) if upstream else len(s.upstream_urls)
