@@ -84,9 +84,10 @@ class Images:
 
 
 class BenchLab(Lab):
-    def __init__(self, images: Images, venv: Path, portkey: Path, workdir: Path | None = None) -> None:
+    def __init__(self, images: Images, venv: Path, workdir: Path | None = None, portkey: Path | None = None) -> None:
         super().__init__(f"bench-{os.getpid()}", workdir or Path(tempfile.mkdtemp(prefix="modelyard-bench-")))
-        self.images, self.venv, self.portkey_dir = images, venv, portkey
+        self.images, self.venv = images, venv
+        self.portkey_dir = portkey or ROOT / "build" / "portkey"
         self.paths: dict[str, Target] = {}
         self.engine_port = 0  # the vLLM engine's, once started
         self.upstream = ""  # the stand-in's base URL

@@ -30,7 +30,7 @@ def prepare() -> None:
 
 
 def run(images: Images, venv: Path, portkey: Path, plan: Plan, with_engine: bool, out: Path, command: str) -> dict:
-    lab = BenchLab(images, venv, portkey)
+    lab = BenchLab(images, venv, portkey=portkey)
     t0 = time.time()
     r: dict = {"started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), "command": command}
     r["loadavg_start"] = loadavg()
