@@ -240,9 +240,8 @@ def cost_lines(r: dict[str, Any]) -> list[str]:
         "|---|---:|---:|---:|---:|---:|",
     ]
     d1 = c["direct"]["1"]
-    for key, byc in c.items():
-        if key == "direct":
-            continue
+    for key in ["plain", *(k for k in c if k not in ("plain", "direct"))]:
+        byc = c[key]
         cpu = byc["16"]["cpu_ms_per_req"]
         extra = "".join(f" + {n} {v:.3f}" for n, v in cpu.items() if n != "adapter")
         rps, at = max_rps(r, key, c)

@@ -61,13 +61,13 @@ def over_peer(r: dict[str, Any], ours: str, peer: str, what: str, limit: float) 
     taken at its best rate at any p99 (which flatters it)."""
     if peer not in r["sweep"]:
         why = (r.get("skipped") or {}).get(peer, f"{peer} was not measured in this run")
-        return at_least(what, limit, None, "×", f"not measured: {why}")
+        return at_least(what, limit, None, "×", why)
     rps = max_rps(r, ours)[0] or 0.0
     theirs = max_rps(r, peer)[0]
     best = max(v["rps"] for v in r["sweep"][peer].values())
     row = at_least(what, limit, rps / (theirs or best), "×", digits=1)
     if not theirs:
-        row.note += f" ({peer} never within the p99 budget: over its best, {best:,.0f}/s at any p99)"
+        row.note += f"; {peer} never within the p99 budget: over its best, {best:,.0f}/s at any p99"
     return row
 
 
@@ -85,7 +85,7 @@ def rows(r: dict[str, Any]) -> list[Row]:
     ]
     out += streaming_rows(r) + held_rows(r) + cost_rows(r)
     e = r.get("engine")
-    why = f"not measured: {r.get('engine_error') or 'the engine phase was not run (--no-engine)'}"
+    why = r.get("engine_error") or "the engine phase was not run (--no-engine)"
     out.append(at_least("stack / direct tokens/s, vLLM CPU engine", 0.99, e["ratio"] if e else None, "", why))
     return out
 
@@ -101,7 +101,7 @@ STREAM_TARGETS = (
 def streaming_rows(r: dict[str, Any]) -> list[Row]:
     s = r.get("streaming", {})
     if "modelyard" not in s:
-        return [at_most(what, limit, None, "ms", "not measured") for what, limit, _ in STREAM_TARGETS]
+        return [at_most(what, limit, None, "ms", "the phase was not run") for what, limit, _ in STREAM_TARGETS]
     m, d = s["modelyard"], s["direct"]
     return [at_most(what, limit, m[k] - d[k], "ms") for what, limit, k in STREAM_TARGETS]
 
@@ -112,7 +112,7 @@ def held_rows(r: dict[str, Any]) -> list[Row]:
     what, rss_what = f"{HELD_TARGET:,} open streams, 0 failed", f"adapter RSS at {HELD_TARGET:,} streams"
     if not big:
         tried = max((int(k) for k in o if k.isdigit()), default=0)
-        why = f"not measured: this run held at most {tried:,} (--quick)" if tried else "not measured"
+        why = f"this run held at most {tried:,} (--quick)" if tried else "the phase was not run"
         return [at_least(what, HELD_TARGET, None, "open", why), at_most(rss_what, 500, None, "MB", why)]
     held = at_least(what, HELD_TARGET, big["open"], "open", digits=0)
     if big["errors"] or big["open"] < HELD_TARGET:
@@ -127,7 +127,7 @@ def cost_rows(r: dict[str, Any]) -> list[Row]:
     for key, what in COSTS:
         if key not in c or "plain" not in c:
             why = (r.get("skipped") or {}).get(key) or r.get("costs_error") or "the cost phase was not run"
-            out.append(at_most(what + " (c=16)", 0.05, None, "ms", f"not measured: {why}"))
+            out.append(at_most(what + " (c=16)", 0.05, None, "ms", why))
             continue
         added = c[key]["16"]["cpu_ms_per_req"]["adapter"] - c["plain"]["16"]["cpu_ms_per_req"]["adapter"]
         out.append(at_most(what + " (c=16)", 0.05, added, "ms"))
