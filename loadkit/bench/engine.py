@@ -26,7 +26,7 @@ def engine_start(lab: BenchLab) -> None:
     lab.container("vllm", lab.images.vllm, options=("--shm-size", "1g"), env={"VLLM_PORT": str(lab.engine_port)})
 
 
-def engine_ready(lab: BenchLab, timeout: float = 360) -> None:
+def engine_ready(lab: BenchLab, timeout: float = 600) -> None:  # a busy machine: minutes
     full = lab.name("vllm")
     end = time.time() + timeout
     while time.time() < end:
