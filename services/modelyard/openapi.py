@@ -194,6 +194,19 @@ COUNT_REQUEST["properties"] = {
     k: v for k, v in MESSAGES_REQUEST["properties"].items() if k not in ("max_tokens", "stream")
 }
 TOKEN_COUNT = {"type": "object", "required": ["input_tokens"], "properties": {"input_tokens": {"type": "integer"}}}
+# POST /v1/responses/input_tokens: a Responses request without what concerns generation alone.
+_COUNTED = ("model", "input", "instructions", "tools", "tool_choice")
+INPUT_TOKENS_REQUEST = {
+    **RESPONSES_REQUEST,
+    "properties": {k: v for k, v in RESPONSES_REQUEST["properties"].items() if k in _COUNTED},
+}
+INPUT_TOKENS = {
+    "type": "object",
+    "required": ["object", "input_tokens"],
+    "properties": {"object": {"const": "response.input_tokens"}, "input_tokens": {"type": "integer"}},
+}
+# Replies that are one JSON object, never an event stream.
+NO_STREAM = ("/v1/messages/count_tokens", "/v1/responses/input_tokens")
 # One SSE event's data: a JSON object (a Responses event has a type; a chat chunk or a final error chunk),
 # or chat's closing [DONE].
 SSE_EVENT = {"anyOf": [{"type": "object"}, {"type": "string", "enum": ["[DONE]"]}]}
@@ -206,6 +219,7 @@ def annotate(schema: dict[str, Any]) -> dict[str, Any]:
         "/v1/chat/completions": (CHAT_REQUEST, CHAT_COMPLETION),
         "/v1/messages": (MESSAGES_REQUEST, MESSAGE),
         "/v1/messages/count_tokens": (COUNT_REQUEST, TOKEN_COUNT),
+        "/v1/responses/input_tokens": (INPUT_TOKENS_REQUEST, INPUT_TOKENS),
     }
     for path, ops in schema.get("paths", {}).items():
         for method, op in ops.items():
@@ -217,7 +231,7 @@ def annotate(schema: dict[str, Any]) -> dict[str, Any]:
                 request, reply = generation[path]
                 op["requestBody"] = {"required": True, "content": {"application/json": {"schema": request}}}
                 content: dict[str, Any] = {"application/json": {"schema": reply}}
-                if path != "/v1/messages/count_tokens":
+                if path not in NO_STREAM:
                     content["text/event-stream"] = {"schema": SSE_EVENT}
                 responses["200"] = {
                     "description": "The reply, or its event stream when stream is true",

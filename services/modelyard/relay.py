@@ -63,12 +63,22 @@ def relayed(ctx: Any, resp: httpx.Response, headers: dict[str, str] | None = Non
     call = current()
 
     async def gen() -> AsyncIterator[bytes]:
+        # A read can end inside an SSE line: its start is kept until the line ends, for the usage in it.
+        carry: list[bytes] = []
         try:
             async for chunk in resp.aiter_bytes():
                 if call is not None:
                     call.first_token()
-                    if b'"usage"' in chunk and (usage := usage_of(chunk)) is not None:
-                        call.usage = usage
+                    cut = chunk.rfind(b"\n") + 1
+                    if not cut:
+                        carry.append(chunk)
+                    else:
+                        lines = chunk if cut == len(chunk) else chunk[:cut]
+                        if carry:
+                            lines = b"".join((*carry, lines))
+                        carry = [chunk[cut:]] if cut < len(chunk) else []
+                        if b'"usage"' in lines and (usage := usage_of(lines)) is not None:
+                            call.usage = usage
                 yield chunk
         except httpx.HTTPError as exc:
             err = APIError(502, f"Upstream stream broke off ({type(exc).__name__}).", code="upstream_stream_error")

@@ -122,6 +122,16 @@ async def create_response(request: Request) -> Response:
     return await responses(request).create(await body_of(request), forwarded(request), scope(request))
 
 
+@router.post("/v1/responses/input_tokens")
+async def count_input_tokens(request: Request) -> Response:
+    return await responses(request).input_tokens(await body_of(request), forwarded(request), scope(request))
+
+
+@router.post("/v1/responses/compact")
+async def compact_response(request: Request) -> Response:
+    return await responses(request).compact(await body_of(request), forwarded(request))
+
+
 @router.websocket("/v1/responses")
 async def responses_socket(ws: WebSocket) -> None:
     """WebSocket mode (sockets.py): `response.create` messages in, the stream's events out."""
@@ -151,6 +161,16 @@ async def cancel_response(request: Request, response_id: str) -> Response:
 @router.get("/v1/responses/{response_id}/input_items")
 async def list_input_items(request: Request, response_id: str) -> Response:
     return await _stored(request, "GET", f"/{response_id}/input_items")
+
+
+_ANY = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+
+
+# Any other path under /v1/responses: a 404, not the 405 a stored-response route's path would give.
+@router.api_route("/v1/responses/{rest:path}", methods=_ANY, include_in_schema=False)
+async def unknown_responses_path(request: Request, rest: str) -> Response:
+    msg = f"Unknown path {request.url.path} on the {serving(request).name} adapter."
+    raise APIError(404, msg, code="unknown_url")
 
 
 # -- vLLM's /tokenize and /detokenize, at the root and under /v1 (tokenize.py) ------------------------

@@ -38,10 +38,22 @@ log = logging.getLogger("modelyard")
 JSON = "application/json"
 DROPPED_HEADER = "x-modelyard-dropped-params"
 VERSION_HEADER = "x-modelyard-policy-version"  # the policy version that produced the reply (gate.py)
+# Responses request fields that concern generation alone: refused on input_tokens, as OpenAI's
+# TokenCountsBody has none of them.
+NOT_COUNTED = (
+    "stream", "stream_options", "background", "store", "max_output_tokens", "max_tool_calls", "temperature",
+    "top_p", "top_logprobs", "include", "service_tier", "prompt_cache_key", "safety_identifier", "user", "prompt",
+)  # fmt: skip
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Response(orjson.dumps(body), status_code=status, media_type=JSON, headers=headers)
+
+
+def not_served(backend: str, route: str, why: str) -> APIError:
+    """A 400 for a /v1/responses/<route> this backend's upstream cannot serve (never a fake answer)."""
+    msg = f"POST /v1/responses/{route} is not supported on the {backend} backend: {why}."
+    return APIError(400, msg, code="unsupported_endpoint")
 
 
 def check_sizes(body: dict[str, Any], settings: Any, items_key: str) -> None:
@@ -201,6 +213,46 @@ class ResponsesService(Serving):
             body = relay.sse_events(events)
             return Response(body, media_type="text/event-stream", headers={**relay.SSE_HEADERS, **headers})
         return json_response(events[-1]["response"], headers=headers)
+
+    # -- POST /v1/responses/input_tokens and /v1/responses/compact --------------------------------------
+    async def input_tokens(self, body: dict[str, Any], headers: dict[str, str], scope: str = OPEN_SCOPE) -> Response:
+        """The input's token count: relayed where the upstream counts (OpenAI, Azure), else the prompt the
+        request translates to, rendered and tokenized by the engine (vLLM's /tokenize)."""
+        backend = self.backend
+        check_sizes(body, self.settings, "input")
+        self.settings.check_model(body)
+        check_responses_request(body)
+        with metrics.track(self.name, "input_tokens"):
+            if "input_tokens" in backend.responses_routes:
+                return await self.native_route("input_tokens", body, headers)
+            counter = getattr(backend, "count_tokens", None)  # the same counter as /v1/messages/count_tokens
+            if counter is None:
+                raise not_served(self.name, "input_tokens", "its upstream has no tokenizer endpoint")
+            for key in NOT_COUNTED:
+                if body.get(key) is not None:
+                    raise invalid(f"Unknown parameter for input_tokens: '{key}'.", key, "unknown_parameter")
+            if self.state is not None:  # previous_response_id, conversation: their history in front
+                await self.state.prepare(body, scope)
+            chat, dropped = self.translate(body, None)  # as generation translates it
+            await backend.before_chat(self.upstream, chat)  # echoed token ids fix the prompt (vLLM)
+            count = await counter(self.upstream, chat.body)
+            return json_response({"object": "response.input_tokens", "input_tokens": count}, headers=dropped)
+
+    async def compact(self, body: dict[str, Any], headers: dict[str, str]) -> Response:
+        """A compacted conversation, from an upstream that compacts (OpenAI, Azure); refused elsewhere."""
+        if "compact" not in self.backend.responses_routes:
+            raise not_served(self.name, "compact", "conversation compaction needs OpenAI's or Azure's Responses API")
+        check_sizes(body, self.settings, "input")
+        self.settings.check_model(body)
+        check_responses_request(body)
+        with metrics.track(self.name, "compact"):
+            return await self.native_route("compact", body, headers)
+
+    async def native_route(self, route: str, body: dict[str, Any], headers: dict[str, str]) -> Response:
+        """POST /responses/<route> relayed as it is, after the backend's touches (Azure: the deployment)."""
+        body.pop("client_metadata", None)  # the harness's session ids: never sent upstream
+        self.backend.prepare_responses(body)
+        return await self.relay("POST", f"{self.backend.responses_path}/{route}", body, headers)
 
     # -- background mode --------------------------------------------------------------------------------
     async def background(self, body: dict[str, Any], headers: dict[str, str], turn: Turn) -> Response:

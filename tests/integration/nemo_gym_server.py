@@ -2,7 +2,7 @@
 
 Run with the NeMo Gym venv's Python (tests/integration/test_nemo_gym.py):
 
-    nemo_gym_server.py CONFIG POLICY_BASE_URL POLICY_MODEL_NAME PORT
+    nemo_gym_server.py CONFIG POLICY_BASE_URL POLICY_MODEL_NAME PORT [POLICY_API_KEY]
 
 CONFIG is a config file, or `shipped:<name>` for one of the package's own vllm_model configs
 (`shipped:vllm_model_for_training.yaml`). The global config is resolved by NeMo Gym's own parser (its
@@ -30,13 +30,13 @@ from omegaconf import OmegaConf
 SERVER_DIR = Path(vllm_model.__file__).parent
 
 
-def main(config: str, base_url: str, model: str, port: str) -> None:
+def main(config: str, base_url: str, model: str, port: str, api_key: str = "not-needed") -> None:
     path = SERVER_DIR / "configs" / config.removeprefix("shipped:") if config.startswith("shipped:") else Path(config)
     initial = OmegaConf.create(
         {
             "config_paths": [str(path.resolve())],
             "policy_base_url": base_url,
-            "policy_api_key": "not-needed",
+            "policy_api_key": api_key,  # a gateway key where the gateway has keys
             "policy_model_name": model,
         }
     )
@@ -54,4 +54,4 @@ def main(config: str, base_url: str, model: str, port: str) -> None:
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:5])
+    main(*sys.argv[1:6])

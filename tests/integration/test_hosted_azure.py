@@ -120,6 +120,21 @@ def test_stored_response_retrieved(stack: Hosted, sent: list) -> None:
     assert stack.requests()[-1]["path"].endswith(f"/responses/{resp.id}")
 
 
+def test_input_tokens_and_compact_are_relayed_in_azures_url_form(stack: Hosted, sent: list) -> None:
+    client = stack.client()
+    count = client.responses.input_tokens.count(model="gpt-4o-mini", input="Hello there", tools=[CHAT_TOOL])
+    assert count.input_tokens == 2  # the stand-in counts words
+    raw = client.responses.with_raw_response.compact(model="gpt-4o-mini", input="Hello")
+    assert raw.http_response.json()["output"][-1]["type"] == "compaction"
+    prefix = "/openai/responses" if dated(stack) else "/openai/v1/responses"
+    counted, compact = stack.requests()
+    assert counted["path"] == f"{prefix}/input_tokens" and compact["path"] == f"{prefix}/compact"
+    assert counted["body"]["model"] == compact["body"]["model"] == "gpt-4o-mini-dep"
+    assert counted["body"]["tools"][0]["name"] == "get_weather"  # flat, as Azure's Responses API wants it
+    check_auth(stack, counted)
+    check_auth(stack, compact)
+
+
 def test_chat_completions_url_form_usage_and_reasoning_tokens(stack: Hosted, sent: list) -> None:
     client = stack.client()
     messages = [{"role": "user", "content": "Hi"}]

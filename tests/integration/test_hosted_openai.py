@@ -96,6 +96,30 @@ def test_stored_responses_get_items_cancel_delete(stack: Hosted, sent: list) -> 
     assert ("DELETE", f"/v1/responses/{resp.id}", {}) in paths
 
 
+def test_input_tokens_and_compact_are_relayed(stack: Hosted, sent: list) -> None:
+    client = stack.client()
+    count = client.responses.input_tokens.count(
+        model=MODEL, input="Hello there", instructions="Be brief.", tools=[TOOL]
+    )
+    assert count.object == "response.input_tokens" and count.input_tokens == 4  # the stand-in counts words
+    # Read raw: the strict SDK's CompactedResponse type has no place for the user messages OpenAI returns.
+    raw = client.responses.with_raw_response.compact(model=MODEL, input=[{"role": "user", "content": "Hello"}])
+    compacted = raw.http_response.json()
+    assert compacted["object"] == "response.compaction" and compacted["output"][-1]["type"] == "compaction"
+    with stack.http() as http:
+        bogus = http.post("/openai/v1/responses/nope", json={})
+    assert bogus.status_code == 404 and bogus.json()["error"]["code"] == "unknown_url"
+    counted, compact = stack.requests()
+    assert (counted["method"], counted["path"]) == ("POST", "/v1/responses/input_tokens")
+    assert counted["body"] == {"model": MODEL, "input": "Hello there", "instructions": "Be brief.", "tools": [TOOL]}
+    assert counted["headers"]["authorization"] == f"Bearer {KEY}"
+    assert counted["headers"]["openai-project"] == "proj_standin"
+    assert (compact["path"], compact["body"]) == (
+        "/v1/responses/compact",
+        {"model": MODEL, "input": [{"role": "user", "content": "Hello"}]},
+    )
+
+
 def test_chat_completions_plain_streamed_and_with_tools(stack: Hosted, sent: list) -> None:
     client = stack.client()
     messages = [{"role": "user", "content": "Hi"}]

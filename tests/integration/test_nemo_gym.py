@@ -93,13 +93,15 @@ class ModelServer:
 
 
 @contextmanager
-def model_server(python: Path, config: str, base_url: str, model: str, tmp: Path) -> Iterator[ModelServer]:
+def model_server(
+    python: Path, config: str, base_url: str, model: str, tmp: Path, api_key: str = "not-needed"
+) -> Iterator[ModelServer]:
     port = free_port()
     log = tmp / f"nemo-gym-{port}.log"
     transport = tmp / f"transport-{port}.jsonl"
     env = os.environ | {"NEMO_GYM_VLLM_TRANSPORT_LOG": str(transport)}
     with log.open("w") as out:
-        cmd = [str(python), str(SERVER), config, base_url, model, str(port)]
+        cmd = [str(python), str(SERVER), config, base_url, model, str(port), api_key]
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}"
     try:

@@ -94,6 +94,36 @@ def test_chat_completions_stream_chunk_by_chunk(stack: Stack, model: str) -> Non
     assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens > 0
 
 
+def test_responses_input_tokens_is_the_engines_count(stack: Stack, model: str) -> None:
+    """The count is vLLM's /tokenize of the chat-templated messages the request translates to, and what
+    the same request's generation reports as its input tokens."""
+    client = stack.client()
+    ask = {"model": model, "input": "What is the capital of France?", "instructions": "Answer briefly."}
+    count = client.responses.input_tokens.count(**ask)
+    messages = [{"role": "system", "content": ask["instructions"]}, {"role": "user", "content": ask["input"]}]
+    with stack.http() as http:
+        tokenized = http.post(
+            "/v1/tokenize", json={"model": model, "messages": messages, "add_generation_prompt": True}
+        )
+    assert tokenized.status_code == 200, tokenized.text
+    assert count.object == "response.input_tokens" and count.input_tokens == len(tokenized.json()["tokens"]) > 5
+    tool = {"type": "function", "name": "get_weather", "parameters": {"type": "object", "properties": {}}}
+    for extra in ({}, {"tools": [tool], "tool_choice": "none"}):
+        counted = client.responses.input_tokens.count(**ask, **extra).input_tokens
+        reply = client.responses.create(**ask, **extra, max_output_tokens=16, temperature=0)
+        assert counted == reply.usage.input_tokens
+
+
+def test_responses_compact_and_unknown_sub_routes_are_refused(stack: Stack, model: str) -> None:
+    with pytest.raises(openai.BadRequestError) as err:
+        stack.client().responses.compact(model=model, input="Hello")
+    assert err.value.code == "unsupported_endpoint" and "vllm backend" in err.value.message
+    with stack.http() as http:
+        resp = http.post("/v1/responses/resp_nope", json={})
+    assert resp.status_code == 404 and set(resp.json()["error"]) == {"message", "type", "param", "code"}
+    assert resp.json()["error"]["code"] == "unknown_url"
+
+
 def test_backend_path_reaches_the_same_adapter(stack: Stack, model: str) -> None:
     resp = stack.client("/vllm").responses.create(model=model, input="Hi", max_output_tokens=4)
     assert resp.output_text

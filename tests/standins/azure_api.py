@@ -1,6 +1,7 @@
 """Stand-in for an Azure OpenAI resource, both URL forms (Azure OpenAI REST reference, "API version lifecycle"):
 
-  v1     /openai/v1/responses[/{id}[/cancel|/input_items]]   /openai/v1/chat/completions   /openai/v1/models
+  v1     /openai/v1/responses[/{id}[/cancel|/input_items]|/input_tokens|/compact]
+         /openai/v1/chat/completions   /openai/v1/models
          (no api-version, or api-version=preview; the deployment is the body's `model`)
   dated  /openai/responses[...]?api-version=...   /openai/deployments/{deployment}/chat/completions?api-version=...
          /openai/models?api-version=...
@@ -133,6 +134,18 @@ def make_app(overrides: dict[str, Any] | None = None) -> FastAPI:
                 entry, refused = await admit(request, form, "responses")
                 body = entry["body"] if isinstance(entry["body"], dict) else {}
                 return refused or deployment_ok(entry, body.get("model")) or engine.create_response(entry)
+
+            @app.post(f"{prefix}/responses/input_tokens", name=f"input_tokens_{form}")
+            async def input_tokens(request: Request) -> Response:
+                entry, refused = await admit(request, form, "responses")
+                body = entry["body"] if isinstance(entry["body"], dict) else {}
+                return refused or deployment_ok(entry, body.get("model")) or engine.count_input_tokens(entry)
+
+            @app.post(f"{prefix}/responses/compact", name=f"compact_{form}")
+            async def compact(request: Request) -> Response:
+                entry, refused = await admit(request, form, "responses")
+                body = entry["body"] if isinstance(entry["body"], dict) else {}
+                return refused or deployment_ok(entry, body.get("model")) or engine.compact(entry)
 
             @app.api_route(f"{prefix}/responses/{{rid}}", methods=["GET", "DELETE"], name=f"stored_{form}")
             async def stored(request: Request, rid: str) -> Response:

@@ -347,6 +347,34 @@ def input_items(body: dict[str, Any]) -> list[dict[str, Any]]:
     return list(reversed(out))
 
 
+def input_token_count(body: dict[str, Any]) -> dict[str, Any]:
+    """POST /responses/input_tokens: the TokenCountsResource (the "model" counts words of input and
+    instructions, as `usage.input_tokens` does on a Response)."""
+    n = words(body.get("input")) + (words(body["instructions"]) if body.get("instructions") else 0)
+    return {"object": "response.input_tokens", "input_tokens": n}
+
+
+def compaction(body: dict[str, Any]) -> dict[str, Any]:
+    """POST /responses/compact: the CompactResource. The user messages are kept as they came and the rest
+    is one opaque `compaction` item, as OpenAI's reference example shows."""
+    kept = [i for i in reversed(input_items(body)) if i.get("type") == "message" and i.get("role") == "user"]
+    kept = [{k: v for k, v in i.items() if k != "status"} | {"status": "completed"} for i in kept]
+    in_tokens = words(body.get("input"))
+    return {
+        "id": new_id("resp"),
+        "object": "response.compaction",
+        "created_at": int(time.time()),
+        "output": [*kept, {"id": new_id("cmp"), "type": "compaction", "encrypted_content": "gAAAAA-standin="}],
+        "usage": {
+            "input_tokens": in_tokens,
+            "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+            "output_tokens": 1,
+            "output_tokens_details": {"reasoning_tokens": 0},
+            "total_tokens": in_tokens + 1,
+        },
+    }
+
+
 def model_list(ids: list[str]) -> dict[str, Any]:
     return {
         "object": "list",

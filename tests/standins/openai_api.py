@@ -1,4 +1,5 @@
-"""Stand-in for api.openai.com/v1: Responses (create, stream, stored: get, delete, cancel, input_items),
+"""Stand-in for api.openai.com/v1: Responses (create, stream, stored: get, delete, cancel, input_items;
+input_tokens, compact),
 chat completions and models, behind `Authorization: Bearer <key>` and, where configured, the
 `OpenAI-Organization` / `OpenAI-Project` headers (the names the openai SDK sends, see sdk_requests.json).
 
@@ -62,6 +63,39 @@ class Engine:
             stream = common.sse_events(common.response_events(final))
             return StreamingResponse(stream, media_type="text/event-stream")
         return JSONResponse(final)
+
+    def count_input_tokens(self, entry: dict[str, Any]) -> Response:
+        """POST /responses/input_tokens (TokenCountsBody: every field optional, no generation params)."""
+        body = entry["body"]
+        if not isinstance(body, dict):
+            return error(400, "We could not parse the JSON body of your request.")
+        for key in ("stream", "max_output_tokens", "temperature", "store", "background"):
+            if key in body:
+                return error(400, f"Unknown parameter: '{key}'.", key, "unknown_parameter")
+        return self.checked(body) or JSONResponse(common.input_token_count(body))
+
+    def compact(self, entry: dict[str, Any]) -> Response:
+        """POST /responses/compact (CompactResponseMethodPublicBody: model required)."""
+        body = entry["body"]
+        if not isinstance(body, dict):
+            return error(400, "We could not parse the JSON body of your request.")
+        if not isinstance(body.get("model"), str) or not body["model"]:
+            return error(400, "Missing required parameter: 'model'.", "model", "missing_required_parameter")
+        for key in ("tools", "stream", "max_output_tokens"):
+            if key in body:
+                return error(400, f"Unknown parameter: '{key}'.", key, "unknown_parameter")
+        return self.checked(body) or JSONResponse(common.compaction(body))
+
+    def checked(self, body: dict[str, Any]) -> Response | None:
+        """What create_response refuses in the input, tools and previous_response_id, for the other routes."""
+        for i, tool in enumerate(body.get("tools") or []):
+            if tool.get("type") == "function" and not tool.get("name"):
+                return error(400, f"Missing required parameter: 'tools[{i}].name'.", f"tools[{i}].name")
+        prev = body.get("previous_response_id")
+        if prev and prev not in self.store:
+            msg = f"Previous response with id '{prev}' not found."
+            return error(404, msg, "previous_response_id", "previous_response_not_found")
+        return None
 
     def get_response(self, rid: str, method: str) -> Response:
         if rid not in self.store:
@@ -165,6 +199,16 @@ def make_app(overrides: dict[str, Any] | None = None) -> FastAPI:
     async def responses(request: Request) -> Response:
         entry, refused = await admit(request)
         return refused or engine.create_response(entry)
+
+    @app.post("/v1/responses/input_tokens")
+    async def input_tokens(request: Request) -> Response:
+        entry, refused = await admit(request)
+        return refused or engine.count_input_tokens(entry)
+
+    @app.post("/v1/responses/compact")
+    async def compact(request: Request) -> Response:
+        entry, refused = await admit(request)
+        return refused or engine.compact(entry)
 
     @app.api_route("/v1/responses/{rid}", methods=["GET", "DELETE"])
     async def stored(request: Request, rid: str) -> Response:

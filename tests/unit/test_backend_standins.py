@@ -12,6 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.standins import azure_api, openai_api, openrouter_api
+from tests.unit.spec import check_spec
 
 RECORD = json.loads((Path(__file__).parents[1] / "standins" / "sdk_requests.json").read_text())
 ATTRIBUTION = {"referer": "https://modelyard.test", "title": "modelyard tests"}
@@ -131,6 +132,32 @@ def test_azure_standin_both_forms_through_the_sdk() -> None:
         v1.chat.completions.create(model="o4-mini-dep", messages=[{"role": "user", "content": "x"}], max_tokens=5)
     with pytest.raises(openai.AuthenticationError, match="Access token is missing, invalid"):
         sdk(app, base_url="http://testserver/openai/v1/", api_key="nope").models.list()
+
+
+def test_input_tokens_and_compact_standins_through_the_sdk() -> None:
+    """The two routes in OpenAI's wire format on both stand-ins (and Azure's both URL forms), each reply
+    valid for the strict SDK and for the spec's TokenCountsResource and CompactResource."""
+    azure = azure_api.make_app()
+    clients = {
+        "gpt-4.1-mini": sdk(openai_api.make_app(), base_url="http://testserver/v1", api_key="sk-standin-openai"),
+        "gpt-4o-mini-dep": sdk(azure, base_url="http://testserver/openai/v1/", api_key="azure-standin-key"),
+    }
+    dated = openai.AzureOpenAI(
+        azure_endpoint="http://testserver", api_version="2025-04-01-preview", azure_ad_token="entra-token-1",
+        http_client=TestClient(azure), _strict_response_validation=True, max_retries=0,
+    )  # fmt: skip
+    for model, client in [*clients.items(), ("gpt-4o-mini-dep", dated)]:
+        count = client.responses.input_tokens.count(model=model, input="Hello there", instructions="Be brief.")
+        assert count.input_tokens == 4 and count.object == "response.input_tokens"
+        check_spec(count.model_dump(mode="json"), "TokenCountsResource")
+        # Read raw: the user messages OpenAI returns (input_text parts) are not ResponseOutputItems to the
+        # strict SDK's CompactedResponse type, though the spec's ItemField (and OpenAI's example) has them.
+        raw = client.responses.with_raw_response.compact(model=model, input=[{"role": "user", "content": "Hello"}])
+        compacted = raw.http_response.json()
+        assert [o["type"] for o in compacted["output"]] == ["message", "compaction"]
+        check_spec(compacted, "CompactResource")
+        with pytest.raises(openai.BadRequestError, match="Unknown parameter: 'stream'"):
+            client.responses.input_tokens.count(model=model, input="x", extra_body={"stream": True})
 
 
 def test_openrouter_standin_through_the_sdk() -> None:

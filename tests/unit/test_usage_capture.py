@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import httpx
 from fastapi.testclient import TestClient
@@ -152,3 +153,37 @@ def test_export_writes_nemo_gym_rows(tmp_path: Path) -> None:
     assert rows[0]["responses_create_params"]["input"] == "x" and rows[0]["response"]["object"] == "response"
     assert rows[1]["chat_completions_create_params"]["messages"] == []
     assert {r["modelyard"]["rollout_id"] for r in rows} == {"r-9"}
+
+
+def test_a_relayed_streams_usage_counts_when_an_upstream_read_ends_inside_its_chunk(tmp_path: Path) -> None:
+    """A read from the upstream can end anywhere, inside an SSE line too: the usage chunk cut in two (before
+    its "usage" key, or inside its object) is still counted."""
+    from tests.unit.test_app import CHUNKS, sse
+
+    body = sse(CHUNKS)
+    at = body.index(b'"usage"')
+    cuts = [at - 5, at + 12]
+
+    async def pieces(cut: int) -> Any:
+        yield body[:cut]
+        yield body[cut:]
+
+    def engine(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v1/chat/completions":
+            stream = pieces(cuts.pop(0))
+            return httpx.Response(200, content=stream, headers={"content-type": "text/event-stream"})
+        return httpx.Response(200, json={"object": "list", "data": [{"id": "m", "object": "model"}]})
+
+    settings = Settings.from_env(
+        "vllm",
+        {"MODELYARD_UPSTREAM_URL": "http://engine:8000/v1", "MODELYARD_STORE_URL": f"sqlite://{tmp_path / 's.db'}",
+         "MODELYARD_ADMIN_KEY": "admin-secret-1"},
+    )  # fmt: skip
+    upstream = Upstream(settings.upstream_url, transport=httpx.MockTransport(engine))
+    chat = {"model": "m", "messages": [], "stream": True, "stream_options": {"include_usage": True}}
+    with TestClient(create_app(load("vllm", settings), upstream=upstream)) as tc:
+        for _ in range(2):
+            resp = tc.post("/v1/chat/completions", json=chat)
+            assert resp.status_code == 200 and resp.content == body
+        (row,) = tc.get("/v1/usage", headers=ADMIN).json()["data"]
+    assert (row["requests"], row["input_tokens"], row["output_tokens"]) == (2, 14, 4), row

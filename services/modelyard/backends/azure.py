@@ -23,7 +23,7 @@ import httpx
 from ..config import AzureSettings
 from ..errors import APIError
 from ..translate import TranslateOptions
-from .base import Backend
+from .base import NATIVE_ROUTES, Backend
 
 DATED_API_VERSION = "2025-04-01-preview"  # the first dated version with both /responses and chat
 # Deployments named like reasoning models take max_completion_tokens on the chat path; others can be listed.
@@ -63,6 +63,8 @@ class Azure(Backend):
         self.style = cfg.url_style
         # A chat-only deployment: /v1/responses goes through the translation core over chat completions.
         self.native_responses = self.stored_responses = cfg.native_responses
+        # Azure's Responses API has input_tokens and compact too, under the same URL form as /responses.
+        self.responses_routes = NATIVE_ROUTES if cfg.native_responses else frozenset()
         self.api_version = cfg.api_version or (DATED_API_VERSION if self.style == "dated" else "")
         self.deployment = cfg.deployment
         self.deployment_map = cfg.deployment_map

@@ -9,6 +9,8 @@ The hooks, in the order serving.py calls them for a translated `POST /v1/respons
 A relayed request (chat completions; Responses on a native backend) gets prepare_chat or
 prepare_responses, then the upstream. Replies and errors: the upstream calls `error` for a non-200 and
 `reply_error` for a 200 that carries an error (upstream.ErrorMap); readiness calls `probe`.
+POST /v1/responses/input_tokens and /compact: relayed where `responses_routes` lists them, else counted
+by a `count_tokens` method (vLLM, after hooks 1-4) or refused (serving.py).
 """
 
 from __future__ import annotations
@@ -31,6 +33,9 @@ from ..upstream_errors import redact, upstream_error
 
 log = logging.getLogger("modelyard")
 
+# OpenAI's routes under /v1/responses beside the stored-response ones: count input tokens, compact.
+NATIVE_ROUTES = frozenset({"input_tokens", "compact"})
+
 
 class Backend:
     name: ClassVar[str] = "base"
@@ -42,6 +47,10 @@ class Backend:
     native_responses: bool = False
     # Set where the upstream also keeps responses: GET/DELETE /v1/responses/{id}, cancel, input_items.
     stored_responses: bool = False
+    # The routes under /responses the upstream serves itself (NATIVE_ROUTES: input_tokens, compact),
+    # relayed as they are. Elsewhere input_tokens is counted by `count_tokens` where the backend has one
+    # (vLLM), and compact is refused.
+    responses_routes: frozenset[str] = frozenset()
     # Set where the upstream renders a chat template (vLLM, NIM): a Responses request may carry
     # `chat_template_kwargs`, at the top level or as NeMo Gym does, JSON in metadata.chat_template_kwargs.
     engine_extras: ClassVar[bool] = False

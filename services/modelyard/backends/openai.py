@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from ..config import OpenAISettings
-from .base import Backend
+from .base import NATIVE_ROUTES, Backend
 
 
 class OpenAI(Backend):
     name = "openai"
     native_responses = True
     stored_responses = True  # GET/DELETE /responses/{id}, /cancel, /input_items
+    responses_routes = NATIVE_ROUTES  # POST /responses/input_tokens, /responses/compact
 
     def headers(self) -> dict[str, str]:
         # The header names the openai SDK sends for OpenAI(organization=..., project=...).

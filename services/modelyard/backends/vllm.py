@@ -87,7 +87,11 @@ class VLLM(Backend):
         body["kv_transfer_params"] = {**kv, "prompt_token_ids": ids[:keep] + full[cut:]}
 
     async def count_tokens(self, upstream: Upstream, body: dict[str, Any]) -> int:
-        """The prompt's length as the engine renders it (Anthropic's /v1/messages/count_tokens)."""
+        """The prompt's length as the engine renders it (/v1/messages/count_tokens, /v1/responses/input_tokens);
+        a prompt fixed by echoed token ids (before_chat) is those ids."""
+        kv = body.get("kv_transfer_params")
+        if isinstance(kv, dict) and isinstance(kv.get("prompt_token_ids"), list):
+            return len(kv["prompt_token_ids"])
         return len(await self._tokenize(upstream, body, body["messages"], generation_prompt=True))
 
     async def _tokenize(
