@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from loadkit import client
+from loadkit.soak import stateful
 from loadkit.soak.faults import fault_name, fault_script
-from loadkit.soak.outcome import KINDS, one
+from loadkit.soak.outcome import KINDS, STATEFUL, one
 from loadkit.stack import Compose, free_port, http_json
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,6 +31,11 @@ class Options:
     timeout: float = 60.0  # client timeout per request: past it, a hang
     max_in_flight: int = 4000
     seed: int = 1
+    mix: str = "full"  # stateless (the four kinds), stateful (chains, background, sessions) or full (both)
+
+
+MIXES = ("full", "stateless", "stateful")
+FLOW_SHARE = 0.2  # of the slots in a full mix: a stateful flow (several requests) instead of one request
 
 
 @dataclass
@@ -56,14 +62,24 @@ def start_stack(workdir: Path) -> tuple[Compose, Target]:
 
 
 async def load(target: Target, opts: Options) -> dict[str, Any]:
-    """Mixed kinds at `rate`, each request tagged; a request the client has no room for is counted, not queued."""
+    """Mixed kinds at `rate`, each request tagged; a request the client has no room for is counted, not queued.
+    In a stateful or full mix a slot may start a stateful flow instead: its turns get tags of their own."""
     host, port = target.url.split("//", 1)[1].rsplit(":", 1)
     rng = random.Random(opts.seed)
-    outcomes: dict[str, collections.Counter[str]] = {k: collections.Counter() for k in KINDS}
+    outcomes: dict[str, collections.Counter[str]] = {k: collections.Counter() for k in KINDS + STATEFUL}
     tags: dict[str, str] = {}
     tasks: set[asyncio.Task[None]] = set()
     skipped = peak = 0
     start = time.monotonic()
+
+    def new_tag(kind: str) -> str:
+        tag = f"s{len(tags):07d}-{rng.getrandbits(32):08x}"
+        tags[tag] = kind
+        return tag
+
+    flow = stateful.Flow(host, int(port), target.api_key, opts.timeout, new_tag,
+                         lambda kind, outcome: outcomes[kind].update([outcome]))  # fmt: skip
+    share = {"stateless": 0.0, "stateful": 1.0}.get(opts.mix, FLOW_SHARE)
 
     async def run(kind: str, tag: str) -> None:
         outcomes[kind][await one(host, int(port), kind, tag, opts.timeout, target.api_key)] += 1
@@ -72,10 +88,13 @@ async def load(target: Target, opts: Options) -> dict[str, Any]:
         if len(tasks) >= opts.max_in_flight:  # the client is the bottleneck: count it, don't queue forever
             skipped += 1
             continue
-        kind = KINDS[rng.randrange(len(KINDS))]
-        tag = f"{i:07d}-{rng.getrandbits(32):08x}"
-        tags[tag] = kind
-        task = asyncio.create_task(run(kind, tag))
+        if share and rng.random() < share:
+            task = asyncio.create_task(stateful.flow_for(rng, flow))
+        else:
+            kind = KINDS[rng.randrange(len(KINDS))]
+            tag = f"{i:07d}-{rng.getrandbits(32):08x}"
+            tags[tag] = kind
+            task = asyncio.create_task(run(kind, tag))
         tasks.add(task)
         task.add_done_callback(tasks.discard)
         peak = max(peak, len(tasks))
@@ -131,6 +150,7 @@ def report(opts: Options, res: dict[str, Any], log: list[dict[str, Any]], metric
     answered = sum(sum(c.values()) for c in outcomes.values())
     everything: collections.Counter[str] = sum(outcomes.values(), collections.Counter())
     bad = bad_count(res)
+    ok = sum(n for o, n in everything.items() if o.startswith("ok"))
     # The engine's log: attempts per tag, and how many of them it answered in full (a generation).
     attempts: collections.Counter[str] = collections.Counter()
     generations: collections.Counter[str] = collections.Counter()
@@ -158,8 +178,8 @@ def report(opts: Options, res: dict[str, Any], log: list[dict[str, Any]], metric
         f"| requests sent | {sent} in {res['sent_time']:.1f} s = **{sent / res['sent_time']:.1f} requests/s** |",
         f"| not sent (client at its in-flight cap {opts.max_in_flight}) | {res['skipped']} |",
         f"| answered (exactly one outcome each) | {answered} of {sent} |",
-        f"| success | {everything['ok']} |",
-        f"| well-formed errors / failed streams | {answered - everything['ok'] - bad} |",
+        f"| success | {ok} |",
+        f"| well-formed errors / failed streams | {answered - ok - bad} |",
         f"| **malformed, hung (client timeout {opts.timeout:g} s) or lost** | **{bad + sent - answered}** |",
         f"| tags generated in full more than once (duplicates) | {len(duplicated)} |",
         f"| upstream attempts the engine logged | {sum(attempts.values())} (requests reaching it: {len(attempts)}) |",
@@ -173,15 +193,23 @@ def report(opts: Options, res: dict[str, Any], log: list[dict[str, Any]], metric
         + ", ".join(f"{k} {v}" for k, v in sorted(faults_served.items()) if k != "none")
         + f" ({faults_served['none']} normal).",
         "",
-        "| kind | " + " | ".join(KINDS) + " |",
-        "|---|" + "---|" * len(KINDS),
     ]
-    for outcome in sorted(everything, key=lambda o: (o != "ok", o)):
-        lines.append(f"| {outcome} | " + " | ".join(str(outcomes[k][outcome]) for k in KINDS) + " |")
-    lines.append("| **total** | " + " | ".join(str(sum(outcomes[k].values())) for k in KINDS) + " |")
+    lines += table(outcomes, KINDS)
+    if any(outcomes.get(k) for k in STATEFUL):
+        lines += ["", *table(outcomes, STATEFUL)]
     if duplicated:
         lines += ["", f"Duplicated tags (first 10): {', '.join(duplicated[:10])}"]
     return "\n".join(lines)
+
+
+def table(outcomes: dict[str, collections.Counter[str]], kinds: tuple[str, ...]) -> list[str]:
+    """Outcomes (rows) by kind (columns), ok first, and each kind's total."""
+    seen: set[str] = {o for k in kinds for o in outcomes.get(k, {})}
+    lines = ["| kind | " + " | ".join(kinds) + " |", "|---|" + "---|" * len(kinds)]
+    for outcome in sorted(seen, key=lambda o: (not o.startswith("ok"), o)):
+        lines.append(f"| {outcome} | " + " | ".join(str(outcomes.get(k, {}).get(outcome, 0)) for k in kinds) + " |")
+    lines.append("| **total** | " + " | ".join(str(sum(outcomes.get(k, {}).values())) for k in kinds) + " |")
+    return lines
 
 
 def doc(command: str, started: str, summary: str) -> str:
@@ -198,5 +226,13 @@ def doc(command: str, started: str, summary: str) -> str:
         "longer than it waits; `failed:...` is a stream the engine dropped midway (not retried: bytes\n"
         "were sent). Duplicates are counted from the engine's own log: a tag answered in full twice would\n"
         "be a request generated twice. Adapter retries can exceed the extra attempts the engine logged: a\n"
-        "retry after a connection error may be of a request the engine never read.\n\n" + summary + "\n"
+        "retry after a connection error may be of a request the engine never read.\n\n"
+        "The stateful mix (`--mix full`, the default; a share of the slots starts a flow of several requests,\n"
+        "each with a tag of its own): `chain` turns (3-5 by `previous_response_id`, `store: true`; a turn ends\n"
+        "`ok` only once it was read back afterwards by GET, linked to the turn it continued, completed with\n"
+        "its tag and holding its one input item), `background` responses polled with GET until they end\n"
+        "(`background-cancel`: cancelled mid-run; `ok:cancelled`), `ws` turns (`response.create` messages on\n"
+        "one WebSocket session on `GET /v1/responses`, each continuing the last: exactly one terminal event,\n"
+        "of its own response, linked to the one before; nothing more after the last). A background response\n"
+        "left `queued`/`in_progress` past the client timeout is `bad:stuck-...`.\n\n" + summary + "\n"
     )

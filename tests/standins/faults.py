@@ -17,7 +17,8 @@ Control (JSON over HTTP on :9000):
                    {"content_type": "text/html", "raw": "..."}   a 200 that is not JSON / not SSE
   POST /listen   {"on": false} closes the engine's listening socket (connections refused), true reopens it
   GET  /log      one entry per chat request: time, stream, step, chunks sent, whether the client closed,
-                 and `tag` when the request carried a `tag:<id>` marker in its text
+                 and `tag` when the request carried a `tag:<id>` marker in its text (the last one: a
+                 continued turn carries its chain's earlier tags first, its own last)
   POST /reset    clears the script and the log, listens again
 """
 
@@ -37,6 +38,7 @@ ENGINE_PORT = int(os.environ.get("FAULTS_PORT", "8000"))
 CONTROL_PORT = int(os.environ.get("FAULTS_CONTROL_PORT", "9000"))
 MODEL = os.environ.get("FAULTS_MODEL", "faulty-model")
 TAG = re.compile(rb"\btag:([\w-]{1,64})")
+HOLD = re.compile(rb"\bhold_ms:(\d{1,5})")  # a request asking to be answered late (one to cancel mid-run)
 
 
 class Faults:
@@ -96,11 +98,13 @@ class Faults:
         stream = bool(body.get("stream"))
         entry = {"t": time.time(), "stream": stream, "step": {k: v for k, v in step.items() if k != "times"},
                  "chunks": 0, "client_closed": False, "completed": False}  # fmt: skip
-        if tag := TAG.search(raw or b""):  # a load test's request id (scripts/soak): attempts per request
-            entry["tag"] = tag.group(1).decode()
+        if tags := TAG.findall(raw or b""):  # a load test's request id (scripts/soak): attempts per request
+            entry["tag"] = tags[-1].decode()
         self.log.append(entry)
         if step.get("reset"):
             return False
+        if hold := HOLD.findall(raw or b""):
+            await asyncio.sleep(int(hold[-1]) / 1000)
         if step.get("delay"):
             await asyncio.sleep(step["delay"])
         if "status" in step:

@@ -174,6 +174,82 @@ def test_soak_report() -> None:
     assert "| **total** | 0 | 0 | 4 | 2 |" in text
 
 
+# -- soak: the stateful mix's verdicts --------------------------------------------------------------
+def stored(rid: str, previous: str | None, tag: str, status: str = "completed") -> dict:
+    content = [{"type": "output_text", "text": f"You said: tag:{tag}"}]
+    return {"id": rid, "previous_response_id": previous, "status": status, "output": [{"content": content}]}
+
+
+def test_soak_chain_turn_read_back() -> None:
+    items = {"data": [{"type": "message", "role": "user", "content": [{"type": "input_text", "text": "tag:T2"}]}]}
+    assert outcome.linked(stored("r2", "r1", "T2"), "r2", "r1", "T2", items) == "ok"
+    assert outcome.linked(stored("r2", None, "T2"), "r2", "r1", "T2", items) == "bad:wrong-previous"
+    assert outcome.linked(stored("r9", "r1", "T2"), "r2", "r1", "T2", items) == "bad:get-other-id"
+    assert outcome.linked(stored("r2", "r1", "T2", "in_progress"), "r2", "r1", "T2", items) == "bad:get-in_progress"
+    assert outcome.linked(stored("r2", "r1", "T2"), "r2", "r1", "T2", {"data": items["data"] * 2}) == (
+        "bad:input-items-2"  # the chain's earlier items belong to the earlier turns, not this one's input
+    )
+    assert outcome.linked(stored("r2", "r1", "T2"), "r2", "r1", "T2", {"data": []}) == "bad:input-items-0"
+
+
+def test_soak_background_ends() -> None:
+    assert outcome.background_end(stored("r", None, "T"), "T", cancel_asked=False) == "ok"
+    assert outcome.background_end({"status": "cancelled"}, "T", cancel_asked=True) == "ok:cancelled"
+    assert outcome.background_end(stored("r", None, "T"), "T", cancel_asked=True) == "ok"  # it ended first
+    assert outcome.background_end({"status": "cancelled"}, "T", cancel_asked=False) == "bad:cancelled-unasked"
+    failed = {"status": "failed", "error": {"message": "engine gone", "code": "server_error"}}
+    assert outcome.background_end(failed, "T", cancel_asked=False) == "failed:server_error"
+    assert outcome.background_end({"status": "failed", "error": None}, "T", False) == "bad:failed-no-reason"
+    assert outcome.background_end({"status": "queued"}, "T", False) == "bad:stuck-queued"
+    assert outcome.background_end({"status": "in_progress"}, "T", True) == "bad:stuck-in_progress"
+
+
+def ws_events(rid: str, previous: str | None, tag: str, end: str = "response.completed") -> list[dict]:
+    response = {"id": rid, "previous_response_id": previous}
+    return [
+        {"type": "response.created", "response": {**response, "status": "in_progress"}},
+        {"type": "response.output_text.delta", "delta": f"tag:{tag}"},
+        {"type": end, "response": {**response, "error": {"message": "cut", "code": "server_error"}}},
+    ]
+
+
+def test_soak_websocket_turns() -> None:
+    assert outcome.ws_turn(ws_events("r2", "r1", "T"), "T", "r1") == ("ok", "r2")
+    assert outcome.ws_turn(ws_events("r2", None, "T"), "T", "r1") == ("bad:ws-wrong-previous", None)
+    assert outcome.ws_turn(ws_events("r2", "r1", "T", "response.failed"), "T", "r1") == ("failed:server_error", None)
+    twice = ws_events("r2", "r1", "T") + ws_events("r2", "r1", "T")[-1:]
+    assert outcome.ws_turn(twice, "T", "r1") == ("bad:ws-2-terminal-events", None)
+    other = ws_events("r2", "r1", "T")
+    other[0] = {"type": "response.created", "response": {"id": "r3"}}  # an event of another response
+    assert outcome.ws_turn(other, "T", "r1") == ("bad:ws-mixed-responses", None)
+    error = {"type": "error", "status": 404, "error": {**OPENAI_ERROR["error"], "code": "previous_response_not_found"}}
+    assert outcome.ws_turn([error], "T", "r1") == ("error:404:previous_response_not_found", None)
+    assert outcome.ws_turn([{"type": "error", "error": {}}], "T", None) == ("bad:ws-error-shape", None)
+    broke = ws_events("r2", "r1", "T", "response.failed")  # a stream's own error event, then its end
+    broke.insert(2, {"type": "error", "code": "server_error", "message": "cut", "param": None, "sequence_number": 2})
+    assert outcome.ws_turn(broke, "T", "r1") == ("failed:server_error", None)
+
+
+async def test_websocket_frames_round_trip() -> None:
+    from loadkit import ws
+
+    reader = asyncio.StreamReader()
+    for size in (3, 200, 70_000):  # the three length encodings
+        reader.feed_data(ws.frame(b"x" * size))
+    reader.feed_data(ws.frame(b"", 8))
+    conn = ws.Connection(reader, None)  # type: ignore[arg-type]
+    assert [len(await conn.recv_text() or "") for _ in range(3)] == [3, 200, 70_000]
+    assert await conn.recv_text() is None  # a close frame
+
+
+def test_fault_engine_logs_a_continued_turns_own_tag() -> None:
+    """A continued turn's upstream request carries its chain's earlier tags first: the log names its own."""
+    body = {"messages": [{"role": "user", "content": "tag:T1"}, {"role": "assistant", "content": "tag:T1"},
+                         {"role": "user", "content": "tag:T2 hold_ms:1"}]}  # fmt: skip
+    raw = json.dumps(body).encode()
+    assert faults.TAG.findall(raw)[-1] == b"T2" and faults.HOLD.findall(raw) == [b"1"]
+
+
 # -- one parser ----------------------------------------------------------------------------------
 def test_golden_chunks_read_back_through_the_shared_parser() -> None:
     """scripts/record-golden reads the engine's stream with loadkit.sse: every recorded case survives."""
@@ -226,7 +302,7 @@ def test_quick_plan_shortens_the_phases() -> None:
 FLAGS = {
     "bench": "--venv --portkey --setup --quick --adapter-image --gateway-image --vllm-image --postgres-image "
     "--before-image --no-engine --out --doc",
-    "soak": "--rate --duration --timeout --max-in-flight --seed --url --control --keep --out",
+    "soak": "--rate --duration --timeout --max-in-flight --seed --mix --url --control --api-key --keep --out",
     "record-golden": "--engine --golden",
 }
 
