@@ -188,3 +188,17 @@ def test_local_without_a_store_is_a_start_up_error() -> None:
 
     with pytest.raises(ConfigError, match="MODELYARD_NATIVE_STATE"):
         Settings.from_env("openai", {**OPENAI, "MODELYARD_NATIVE_STATE": "local"})
+
+
+def test_azure_native_with_local_state_chains_through_the_deployment(tmp_path: Path) -> None:
+    env = {"MODELYARD_UPSTREAM_URL": "https://res.openai.azure.com", "MODELYARD_UPSTREAM_API_KEY": "azure-key",
+           "AZURE_OPENAI_DEPLOYMENT_MAP": '{"gpt-4o": "dep-4o"}'}  # fmt: skip
+    tc, script = local(tmp_path, env, "azure", MODELYARD_NATIVE_STATE="local")
+    with tc:
+        one = tc.post(R, json={"model": "gpt-4o", "input": "first"}).json()
+        two = tc.post(R, json={"model": "gpt-4o", "input": "second", "previous_response_id": one["id"]}).json()
+        assert tc.get(f"{R}/{two['id']}").json() == two
+    sent = upstream_bodies(script)[-1]
+    assert sent["model"] == "dep-4o" and sent["store"] is False and "previous_response_id" not in sent
+    assert [i.get("role") for i in sent["input"]] == ["user", "assistant", "user"]
+    assert all(r.method == "POST" for r in script.requests if "/responses" in r.url.path)
