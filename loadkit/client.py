@@ -37,12 +37,14 @@ class RateResult:
     late: int = 0  # sends that left more than 1 ms after their slot (the client fell behind)
 
 
-async def fixed_rate(host: str, port: int, path: str, body: bytes, rate: float, seconds: float) -> RateResult:
+async def fixed_rate(
+    host: str, port: int, path: str, body: bytes, rate: float, seconds: float, headers: dict[str, str] | None = None
+) -> RateResult:
     """Open loop: request i leaves at start + i/rate whatever the replies do (no coordinated omission);
     each on an idle keep-alive connection, a new one when none is idle."""
     out = RateResult()
     idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
-    raw = request_bytes(host, port, path, body)
+    raw = request_bytes(host, port, path, body, headers)
     loop = asyncio.get_running_loop()
 
     async def one(due: float) -> None:
@@ -140,13 +142,15 @@ async def sse_payloads(reader: asyncio.StreamReader) -> AsyncIterator[bytes]:
         yield data
 
 
-async def stream_once(host: str, port: int, path: str, body: bytes) -> tuple[list[float], list[float]]:
+async def stream_once(
+    host: str, port: int, path: str, body: bytes, headers: dict[str, str] | None = None
+) -> tuple[list[float], list[float]]:
     """For each generated token of one streamed reply: when it arrived (seconds after the send), and
     how long it took from the stand-in to here (seconds; from the send time stamped in its text)."""
     reader, writer = await asyncio.open_connection(host, port)
     try:
         start = time.perf_counter()
-        writer.write(request_bytes(host, port, path, body))
+        writer.write(request_bytes(host, port, path, body, headers))
         head = await reader.readuntil(b"\r\n\r\n")
         if status_of(head) != 200 or b"chunked" not in head.lower():
             raise RuntimeError(f"stream request failed: {head[:200]!r}")
@@ -162,6 +166,23 @@ async def stream_once(host: str, port: int, path: str, body: bytes) -> tuple[lis
         return times, transit
     finally:
         writer.close()
+
+
+async def stream_loop(host: str, port: int, path: str, body: bytes, clients: int, seconds: float) -> list[float]:
+    """`clients` streams at a time in a closed loop for `seconds`: each stream's time to its first
+    generated text (seconds), for a real engine where a stream takes long enough that a fresh
+    connection per stream costs nothing measurable."""
+    ttfts: list[float] = []
+    end = time.perf_counter() + seconds
+
+    async def worker() -> None:
+        while time.perf_counter() < end:
+            times, _ = await stream_once(host, port, path, body)
+            if times:
+                ttfts.append(times[0])
+
+    await asyncio.gather(*(worker() for _ in range(clients)))
+    return ttfts
 
 
 @dataclass
@@ -182,12 +203,20 @@ class Held:
 
 
 async def hold_streams(
-    held: Held, host: str, port: int, path: str, body: bytes, count: int, batch: int = 200, timeout: float = 60.0
+    held: Held,
+    host: str,
+    port: int,
+    path: str,
+    body: bytes,
+    count: int,
+    batch: int = 200,
+    timeout: float = 60.0,
+    headers: dict[str, str] | None = None,
 ) -> float:
     """Open `count` more streams (in batches, so no listen backlog overflows) and wait until each has
     delivered its first generated text or failed; returns the seconds it took."""
     target = held.opened + held.errors + count
-    raw = request_bytes(host, port, path, body)
+    raw = request_bytes(host, port, path, body, headers)
     start = time.perf_counter()
 
     async def one() -> None:

@@ -1,12 +1,14 @@
-"""scripts/bench's bring-up: the upstream stand-in, nginx alone, gateway + adapter, LiteLLM (and an older
-adapter image when asked), each path pinned to the server core, checked to answer right before anything
-is timed, and all of it taken down after."""
+"""scripts/bench's bring-up: the upstream stand-in, nginx alone, gateway + adapter, LiteLLM, Portkey's
+gateway (and an older adapter image when asked), each path pinned to the server core, checked to answer
+right before anything is timed, and all of it taken down after."""
 
 from __future__ import annotations
 
 import json
 import os
 import platform
+import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -23,7 +25,12 @@ LOAD_CPU, SERVER_CPU = 0, 1  # load generator + upstream stand-in on core 0, the
 CHAT = b'{"model":"bench-model","messages":[{"role":"user","content":"Say hello."}],"max_tokens":16}'
 RESP = b'{"model":"bench-model","input":"Say hello.","max_output_tokens":16}'
 STREAM_CHUNKS, STREAM_CADENCE_MS = 20, 10.0
-SERVER_OPTS = ("--no-healthcheck", "--ulimit", "nofile=20000:20000")
+# 10,000 open streams are 20,000 sockets in a proxy (client side and upstream side), and a little more in
+# the adapter: as many descriptors as this machine allows (Docker cannot raise a limit past its own).
+NOFILE = min(65536, resource.getrlimit(resource.RLIMIT_NOFILE)[1])
+SERVER_OPTS = ("--no-healthcheck", "--ulimit", f"nofile={NOFILE}:{NOFILE}")
+PORTKEY_JS = "node_modules/@portkey-ai/gateway/build/start-server.js"
+PORTKEY_VERSION = "1.15.2"  # pinned: the figures name it
 
 
 def say(msg: str) -> None:
@@ -53,6 +60,7 @@ class Target:
     path: str
     body: bytes
     parts: list[Part] = field(default_factory=list)
+    headers: dict[str, str] = field(default_factory=dict)  # sent with every request (Portkey's routing)
 
     @property
     def stream_body(self) -> bytes:
@@ -72,18 +80,23 @@ class Images:
     gateway: str = "modelyard/gateway:latest"
     vllm: str = "modelyard/vllm-cpu:latest"
     before: str = ""  # an older adapter image, measured alone next to the current one
+    postgres: str = "modelyard/postgres:latest"  # the store-on-PostgreSQL cost phase
 
 
 class BenchLab(Lab):
-    def __init__(self, images: Images, venv: Path, workdir: Path | None = None) -> None:
+    def __init__(self, images: Images, venv: Path, workdir: Path | None = None, portkey: Path | None = None) -> None:
         super().__init__(f"bench-{os.getpid()}", workdir or Path(tempfile.mkdtemp(prefix="modelyard-bench-")))
         self.images, self.venv = images, venv
+        self.portkey_dir = portkey or ROOT / "build" / "portkey"
         self.paths: dict[str, Target] = {}
         self.engine_port = 0  # the vLLM engine's, once started
+        self.upstream = ""  # the stand-in's base URL
+        self.adapter_env: dict[str, str] = {}
+        self.skipped: dict[str, str] = {}  # what could not be measured here, and why (a path, or "<path> streams")
 
     def up(self) -> None:
-        ports = {k: free_port() for k in ("standin", "nginx", "gateway", "adapter", "before", "litellm")}
-        say("starting the upstream stand-in, nginx, gateway + adapter, LiteLLM")
+        ports = {k: free_port() for k in ("standin", "nginx", "gateway", "adapter", "before", "litellm", "portkey")}
+        say("starting the upstream stand-in, nginx, gateway + adapter, LiteLLM, Portkey")
         standin = self.process(
             [sys.executable, "-m", "loadkit.standin", "--listen",
              f"127.0.0.1:{ports['standin']}:{STREAM_CHUNKS}:{STREAM_CADENCE_MS}", "--hold", "600:1000"],
@@ -91,7 +104,7 @@ class BenchLab(Lab):
             "standin.log",
             env={"PYTHONPATH": str(ROOT)},
         )  # fmt: skip
-        upstream = f"http://127.0.0.1:{ports['standin']}"
+        upstream = self.upstream = f"http://127.0.0.1:{ports['standin']}"
 
         # nginx alone: a pure keep-alive proxy hop, no access log.
         conf = self.workdir / "nginx-alone.conf"
@@ -104,10 +117,11 @@ class BenchLab(Lab):
             "MODELYARD_UPSTREAM_URL": f"{upstream}/v1",
             "MODELYARD_HOST": "127.0.0.1",
             "MODELYARD_LOG_LEVEL": "warning",
-            # 5,000 open streams need 5,000 upstream slots (the default is 1,000 + a queue of 4,000).
-            "MODELYARD_MAX_CONCURRENCY": "10000",
-            "MODELYARD_MAX_CONNECTIONS": "10000",
+            # 10,000 open streams need 10,000 upstream slots (the default is 1,000 + a queue of 4,000).
+            "MODELYARD_MAX_CONCURRENCY": "12000",
+            "MODELYARD_MAX_CONNECTIONS": "12000",
         }
+        self.adapter_env = adapter_env
         self.adapter("adapter", self.images.adapter, ports["adapter"], adapter_env)
         if self.images.before:
             self.adapter("before", self.images.before, ports["before"], adapter_env)
@@ -124,6 +138,8 @@ class BenchLab(Lab):
             env=LITELLM_ENV,
         )  # fmt: skip
 
+        portkey = self.start_portkey(ports["portkey"])
+
         wait_http(f"{upstream}/health")
         wait_http(f"http://127.0.0.1:{ports['nginx']}/health")
         wait_http(f"http://127.0.0.1:{ports['adapter']}/readyz")
@@ -131,16 +147,27 @@ class BenchLab(Lab):
         wait_http(f"http://127.0.0.1:{ports['litellm']}/health/liveliness", timeout=180)
         if self.images.before:
             wait_http(f"http://127.0.0.1:{ports['before']}/readyz")
+        if portkey is not None:
+            wait_http(f"http://127.0.0.1:{ports['portkey']}/", timeout=60)
 
         gw, ad = Part("gateway", self.name("gateway")), Part("adapter", self.name("adapter"))
         chat, resp = "/v1/chat/completions", "/v1/responses"
+        lite = Part("litellm", pid=litellm.pid)
         targets = [
             Target("direct", "direct", ports["standin"], chat, CHAT, [Part("standin", pid=standin.pid)]),
             Target("nginx", "nginx alone", ports["nginx"], chat, CHAT, [Part("nginx", self.name("nginx"))]),
             Target("modelyard", "modelyard (gateway + adapter)", ports["gateway"], resp, RESP, [gw, ad]),
-            Target("litellm", "LiteLLM proxy", ports["litellm"], resp, RESP, [Part("litellm", pid=litellm.pid)]),
+            Target("litellm", "LiteLLM proxy", ports["litellm"], resp, RESP, [lite]),
             Target("adapter", "adapter alone", ports["adapter"], resp, RESP, [ad]),
+            # Chat passthrough, the one path every peer serves (Portkey does not bridge Responses to chat).
+            Target("modelyard_chat", "modelyard, chat", ports["gateway"], chat, CHAT, [gw, ad]),
+            Target("litellm_chat", "LiteLLM, chat", ports["litellm"], chat, CHAT, [lite]),
         ]
+        if portkey is not None:
+            head = {"x-portkey-provider": "openai", "x-portkey-custom-host": f"{upstream}/v1",
+                    "authorization": "Bearer none"}  # fmt: skip
+            pk = [Part("portkey", pid=portkey.pid)]
+            targets.append(Target("portkey", "Portkey gateway, chat", ports["portkey"], chat, CHAT, pk, head))
         if self.images.before:
             before = Part("adapter", self.name("before"))
             targets.append(Target("before", "adapter alone, before", ports["before"], resp, RESP, [before]))
@@ -148,12 +175,37 @@ class BenchLab(Lab):
         self.check()
 
     def check(self) -> None:
-        """Everyone answers, and answers right, before anything is timed."""
+        """Everyone answers, and answers right, before anything is timed; a path whose streams fail is
+        noted (and left out of the streaming phases) rather than failing the run."""
         for p in self.paths.values():
-            req = urllib.request.Request(p.url(), data=p.body, headers={"content-type": "application/json"})
-            with urllib.request.urlopen(req, timeout=30) as resp:
-                text = json.loads(resp.read())
-            assert "Hello from the bench stand-in." in json.dumps(text), (p.key, text)
+            assert "Hello from the bench stand-in." in json.dumps(ask(p, p.body)), p.key
+        if "portkey" in self.paths:
+            p = self.paths["portkey"]
+            try:
+                reply = ask(p, p.stream_body, raw=True)
+                if b"t1@" not in reply:
+                    raise ValueError(reply[:200])
+            except (OSError, ValueError) as exc:
+                log = (self.workdir / "portkey.log").read_text(errors="replace")
+                why = next((ln.strip() for ln in log.splitlines() if "error" in ln.lower()), str(exc))
+                self.skipped["portkey streams"] = (
+                    f"a streamed chat completion through Portkey {PORTKEY_VERSION} on Node "
+                    f"{sh('node', '--version', check=False)} fails ({why[:160]}; Portkey-AI/gateway issues "
+                    "#1389 and #1550: its response headers are a fetch Response's, immutable)"
+                )
+                say(f"Portkey: streaming left out: {self.skipped['portkey streams']}")
+
+    def start_portkey(self, port: int) -> subprocess.Popen | None:
+        """Portkey's open-source gateway (npm, under build/portkey), pinned like LiteLLM; None (and why, in
+        `skipped`) when it is not installed or Node is missing."""
+        js = self.portkey_dir / PORTKEY_JS
+        why = portkey_missing(self.portkey_dir)
+        if why:
+            self.skipped["portkey"] = why
+            say(f"Portkey: left out: {why}")
+            return None
+        return self.process([shutil.which("node") or "node", str(js), f"--port={port}", "--headless"],
+                            SERVER_CPU, "portkey.log", env={"NODE_ENV": "production"})  # fmt: skip
 
     def adapter(self, name: str, image: str, port: int, env: dict[str, str], pin: bool = True) -> None:
         opts = SERVER_OPTS if pin else ("--no-healthcheck",)
@@ -188,24 +240,60 @@ class BenchLab(Lab):
         nginx = ["docker", "run", "--rm", "--entrypoint", "nginx", self.images.gateway, "-v"]
         return {
             "machine": f"{cpu}, {os.cpu_count()} cores, {mem:.0f} GiB",
+            "nofile": str(NOFILE),
             "kernel": platform.release(),
             "docker": sh("docker", "version", "-f", "{{.Server.Version}}", check=False),
             "nginx": subprocess.run(nginx, capture_output=True, text=True).stderr.strip(),
             "adapter": image_py(self.images.adapter, code),
             "adapter_image": self.images.adapter,
+            "before_image": self.images.before,
             "litellm": llm,
+            "portkey": "" if self.skipped.get("portkey") else PORTKEY_VERSION,
+            "node": sh("node", "--version", check=False) if shutil.which("node") else "",
             "wrk": (subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.splitlines() or ["?"])[0],
             "python": platform.python_version(),
             "commit": sh("git", "-C", str(ROOT), "rev-parse", "--short", "HEAD", check=False),
         }
 
 
-def setup(venv: Path) -> None:
-    """The LiteLLM proxy and matplotlib in a venv of their own (not the project's)."""
+def ask(p: Target, body: bytes, raw: bool = False) -> object:
+    """One blocking request to a path: its JSON reply (or the raw bytes, for a stream)."""
+    headers = {"content-type": "application/json", **p.headers}
+    with urllib.request.urlopen(urllib.request.Request(p.url(), data=body, headers=headers), timeout=30) as resp:
+        data = resp.read()
+    return data if raw else json.loads(data)
+
+
+def setup(venv: Path, portkey: Path) -> None:
+    """The LiteLLM proxy and matplotlib in a venv of their own (not the project's), and Portkey's gateway
+    from npm under `portkey` (skipped, with the reason, where Node or npm is missing or fails)."""
     if not (venv / "bin" / "litellm").exists():
         say(f"creating {venv} with litellm[proxy] and matplotlib (a few minutes)")
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
         subprocess.run([f"{venv}/bin/pip", "install", "-q", "litellm[proxy]", "matplotlib"], check=True)
+    if (portkey / PORTKEY_JS).exists() or not shutil.which("npm"):
+        return
+    say(f"installing @portkey-ai/gateway@{PORTKEY_VERSION} under {portkey} (npm)")
+    portkey.mkdir(parents=True, exist_ok=True)
+    (portkey / "package.json").write_text('{"private": true}\n')
+    env = dict(os.environ)
+    ca = "/etc/ssl/certs/ca-certificates.crt"  # the host's bundle: npm may sit behind a TLS-intercepting proxy
+    if os.path.exists(ca):
+        env.setdefault("NODE_EXTRA_CA_CERTS", ca)
+        env.setdefault("npm_config_cafile", ca)
+    cmd = ["npm", "install", "--no-audit", "--no-fund", f"@portkey-ai/gateway@{PORTKEY_VERSION}"]
+    done = subprocess.run(cmd, cwd=portkey, env=env, capture_output=True, text=True)
+    if done.returncode:
+        say(f"Portkey not installed (the run will leave it out): {done.stderr.strip()[-300:]}")
+
+
+def portkey_missing(portkey: Path) -> str:
+    """Why Portkey cannot run here, or "" when it can."""
+    if not shutil.which("node"):
+        return "Node.js is not installed (Portkey's gateway is a Node program)"
+    if not (portkey / PORTKEY_JS).exists():
+        return f"@portkey-ai/gateway is not installed under {portkey} (scripts/bench --setup)"
+    return ""
 
 
 NGINX_ALONE = """

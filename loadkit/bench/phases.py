@@ -6,20 +6,20 @@ from __future__ import annotations
 import asyncio
 import json
 import statistics
-import subprocess
 import time
-import urllib.request
 from dataclasses import dataclass
 
 from loadkit import client
+from loadkit.bench.engine import engine_start
 from loadkit.bench.lab import BenchLab, Target, say
 from loadkit.procs import cpu_seconds, rss_mb
-from loadkit.stack import free_port, sh, wait_http
+from loadkit.stack import sh
 from loadkit.stats import PCTS, pct
 
-MAIN = ("direct", "nginx", "modelyard", "litellm", "adapter")  # "before" is in the wrk phases only
-STREAMED = ("direct", "nginx", "modelyard", "litellm")
-HELD = ("nginx", "modelyard", "litellm")
+# "before" is in the wrk phases only; the chat passthrough paths (Portkey's one) are in every phase.
+MAIN = ("direct", "nginx", "modelyard", "litellm", "adapter", "modelyard_chat", "litellm_chat", "portkey")
+STREAMED = ("direct", "nginx", "modelyard", "litellm", "modelyard_chat", "litellm_chat", "portkey")
+HELD = ("nginx", "modelyard", "litellm", "portkey")
 RATE = 100.0
 
 
@@ -33,7 +33,7 @@ class Plan:
     levels: tuple[int, ...] = (1, 2, 4, 8, 16, 64)
     sweep_seconds: float = 2
     streams: int = 30
-    open_streams: tuple[int, ...] = (1000, 5000)
+    open_streams: tuple[int, ...] = (1000, 10000)
     open_timeout: float = 60.0
     engine_clients: int = 4
     engine_tokens: int = 64
@@ -48,12 +48,18 @@ class Plan:
                    open_timeout=30.0, engine_seconds=10.0, engine_rounds=1)  # fmt: skip
 
 
+def streamable(lab: BenchLab, keys: tuple[str, ...]) -> list[Target]:
+    """The paths of `keys` that are up and whose streams work here (lab.skipped says why not)."""
+    return [lab.paths[k] for k in keys if k in lab.paths and f"{k} streams" not in lab.skipped]
+
+
 def wrk(lab: BenchLab, p: Target, conns: int, seconds: float) -> dict:
     """One wrk run at `conns` connections: requests, errors, the PCTS latencies (µs) and the CPU
     seconds each of the path's parts used meanwhile."""
     script = lab.workdir / f"{p.key}.lua"
     if not script.exists():
-        script.write_text(WRK_LUA.replace("@BODY@", p.body.decode()))
+        heads = "".join(f'wrk.headers["{k}"] = "{v}"\n' for k, v in p.headers.items())
+        script.write_text(WRK_LUA.replace("@BODY@", p.body.decode()).replace("@HEADERS@", heads))
     parts = [(part, part.pids()) for part in p.parts]
     before = [cpu_seconds(pids) for _, pids in parts]
     out = sh("wrk", "-t1", f"-c{conns}", f"-d{int(seconds)}s", "--timeout", "10s", "-s", str(script), p.url())
@@ -100,7 +106,7 @@ def fixed_rate(lab: BenchLab, plan: Plan) -> dict:
     errors: dict[str, int] = {p.key: 0 for p in main}
     for _ in range(plan.rounds):
         for p in main:
-            r = asyncio.run(client.fixed_rate("127.0.0.1", p.port, p.path, p.body, RATE, secs))
+            r = asyncio.run(client.fixed_rate("127.0.0.1", p.port, p.path, p.body, RATE, secs, p.headers))
             lat[p.key] += r.latencies
             errors[p.key] += r.errors
     out = {}
@@ -120,40 +126,49 @@ def fixed_rate(lab: BenchLab, plan: Plan) -> dict:
 def sweep(lab: BenchLab, plan: Plan) -> dict:
     levels, secs = list(plan.levels), plan.sweep_seconds
     say(f"throughput sweep: wrk -c {levels}, {secs} s each, twice (the better p99 kept), CPU from /proc")
-    out: dict[str, dict] = {k: {} for k in lab.paths}
+    out = levels_of(lab, list(lab.paths.values()), levels, secs)
+    for key, byc in out.items():
+        say(f"  {key:14s} " + "  ".join(f"c{c}: {v['rps']:7.0f}/s p99 {v['p99_ms']:6.2f} ms" for c, v in byc.items()))
+    return out
+
+
+def levels_of(lab: BenchLab, paths: list[Target], levels: list[int], secs: float) -> dict[str, dict]:
+    """wrk at each concurrency, every path twice, interleaved: the run with the lower p99 kept, CPU per
+    request over both runs."""
+    out: dict[str, dict] = {p.key: {} for p in paths}
     for c in levels:
-        both: dict[str, list[dict]] = {k: [] for k in lab.paths}
+        both: dict[str, list[dict]] = {p.key: [] for p in paths}
         for _ in range(2):
-            for p in lab.paths.values():
+            for p in paths:
                 both[p.key].append(wrk(lab, p, c, secs))
-        for p in lab.paths.values():
+        for p in paths:
             a, b = both[p.key]
             r = min(a, b, key=lambda x: x["p"][PCTS.index(99)])
             # CPU per request over both runs: more requests, finer than one run's clock ticks.
-            r["cpu"] = {n: a["cpu"][n] + b["cpu"][n] for n in a["cpu"]}
-            r["cpu_requests"] = a["requests"] + b["requests"]
+            cpu = {n: a["cpu"][n] + b["cpu"][n] for n in a["cpu"]}
+            n_req = a["requests"] + b["requests"]
             out[p.key][str(c)] = {
                 "rps": r["requests"] / (r["duration_us"] / 1e6),
                 "p50_ms": r["p"][PCTS.index(50)] / 1000,
                 "p99_ms": r["p"][PCTS.index(99)] / 1000,
                 "errors": r["errors"],
                 "requests": r["requests"],
-                "cpu_ms_per_req": {n: 1000 * v / max(1, r["cpu_requests"]) for n, v in r["cpu"].items()},
+                "cpu_ms_per_req": {n: 1000 * v / max(1, n_req) for n, v in cpu.items()},
             }
-    for key, byc in out.items():
-        say(f"  {key:10s} " + "  ".join(f"c{c}: {v['rps']:7.0f}/s p99 {v['p99_ms']:6.2f} ms" for c, v in byc.items()))
     return out
 
 
 def streaming(lab: BenchLab, plan: Plan, chunks: int, cadence_ms: float) -> dict:
     n = plan.streams
     say(f"streaming: {n} streams a path one at a time ({chunks} tokens, {cadence_ms:g} ms apart)")
-    paths = [p for p in lab.paths.values() if p.key in STREAMED]
+    paths = streamable(lab, STREAMED)
     times: dict[str, list[tuple[list[float], list[float]]]] = {p.key: [] for p in paths}
     for _ in range(plan.rounds):
         for p in paths:
             for _ in range(n // plan.rounds):
-                times[p.key].append(asyncio.run(client.stream_once("127.0.0.1", p.port, p.path, p.stream_body)))
+                times[p.key].append(
+                    asyncio.run(client.stream_once("127.0.0.1", p.port, p.path, p.stream_body, p.headers))
+                )
     out = {}
     for key, streams in times.items():
         ttft = sorted(ts[0] for ts, _ in streams)
@@ -177,13 +192,13 @@ def open_streams(lab: BenchLab, plan: Plan, start_engine: bool = False) -> dict:
     counts = plan.open_streams
     say(f"open streams: {list(counts)} held at once (a token a second), RSS from /proc")
     out: dict[str, dict] = {}
-    for key in [k for k in HELD if k in lab.paths]:
+    for p in streamable(lab, HELD):
+        key = p.key
         if key == "litellm" and start_engine:
             # The engine's start-up (a minute or more of CPU) overlaps LiteLLM's phase, which tops out
             # at 500 streams whatever the CPU (its connection pool), not modelyard's, where opening
             # 5,000 streams in time needs the core.
             engine_start(lab)
-        p = lab.paths[key]
         res: dict = {"idle": {part.name: rss_mb(part.pids()) for part in p.parts}}
         asyncio.run(_hold(p, counts, plan.open_timeout, res))
         out[key] = res
@@ -197,7 +212,9 @@ async def _hold(p: Target, counts: tuple[int, ...], timeout: float, res: dict) -
     done = 0
     try:
         for n in counts:
-            took = await client.hold_streams(held, "127.0.0.1", p.port, p.path, p.hold_body, n - done, timeout=timeout)
+            took = await client.hold_streams(
+                held, "127.0.0.1", p.port, p.path, p.hold_body, n - done, timeout=timeout, headers=p.headers
+            )
             done = n
             res[str(n)] = {
                 "open": held.opened,
@@ -213,71 +230,6 @@ async def _hold(p: Target, counts: tuple[int, ...], timeout: float, res: dict) -
         held.close()
 
 
-def engine_start(lab: BenchLab) -> None:
-    """Start the vLLM CPU engine while LiteLLM's open-streams phase runs, so its minute or more of
-    start-up overlaps work instead of adding to the run."""
-    lab.engine_port = free_port()
-    say("vLLM CPU engine: starting in the background (ready in ~1-3 min)")
-    lab.container("vllm", lab.images.vllm, options=("--shm-size", "1g"), env={"VLLM_PORT": str(lab.engine_port)})
-
-
-def engine_ready(lab: BenchLab, timeout: float = 360) -> None:
-    full = lab.name("vllm")
-    end = time.time() + timeout
-    while time.time() < end:
-        if subprocess.run(["docker", "exec", full, "test", "-f", "/tmp/modelyard-engine-ready"]).returncode == 0:
-            return
-        if sh("docker", "inspect", "-f", "{{.State.Running}}", full) != "true":
-            raise RuntimeError("the vLLM engine exited: " + sh("docker", "logs", "--tail", "20", full))
-        time.sleep(2)
-    raise RuntimeError(f"the vLLM engine was not ready within {timeout:.0f} s of the wait")
-
-
-def engine(lab: BenchLab, plan: Plan) -> dict:
-    """End-to-end with the real vLLM CPU engine: throughput through the stack over direct."""
-    vport, aport, gport = lab.engine_port, free_port(), free_port()
-    say("vLLM CPU engine: waiting for it to be ready")
-    engine_ready(lab)
-    env = {"MODELYARD_UPSTREAM_URL": f"http://127.0.0.1:{vport}/v1", "MODELYARD_HOST": "127.0.0.1",
-           "MODELYARD_LOG_LEVEL": "warning"}  # fmt: skip
-    lab.adapter("adapter-engine", lab.images.adapter, aport, env, pin=False)
-    lab.gateway("gateway-engine", gport, aport, pin=False)
-    wait_http(f"http://127.0.0.1:{aport}/readyz")
-    wait_http(f"http://127.0.0.1:{gport}/healthz")
-    with urllib.request.urlopen(f"http://127.0.0.1:{vport}/v1/models", timeout=10) as resp:
-        model = json.loads(resp.read())["data"][0]["id"]
-    prompt = "Write a short story about a lighthouse keeper who finds a message in a bottle."
-    mt = plan.engine_tokens
-    direct = json.dumps({"model": model, "messages": [{"role": "user", "content": prompt}], "max_tokens": mt,
-                         "temperature": 0}).encode()  # fmt: skip
-    stack = json.dumps({"model": model, "input": prompt, "max_output_tokens": mt, "temperature": 0}).encode()
-    cases = {
-        "direct": (vport, "/v1/chat/completions", direct, "completion_tokens"),
-        "stack": (gport, "/v1/responses", stack, "output_tokens"),
-    }
-    say(f"vLLM CPU engine ({model}) ready: {plan.engine_clients} clients, {mt} tokens a request, "
-        f"{plan.engine_seconds} s windows, direct and stack alternating")  # fmt: skip
-    for case in cases.values():  # warm both paths
-        asyncio.run(client.closed_loop("127.0.0.1", *case, 1, 3))
-    totals = {k: [0, 0.0, 0] for k in cases}  # tokens, seconds, requests
-    for _ in range(plan.engine_rounds):
-        for key, case in cases.items():
-            r = asyncio.run(client.closed_loop("127.0.0.1", *case, plan.engine_clients, plan.engine_seconds))
-            t = totals[key]
-            t[0] += r.tokens
-            t[1] += r.seconds
-            t[2] += r.requests
-    out: dict = {
-        k: {"tokens_per_s": t[0] / t[1], "requests_per_s": t[2] / t[1], "requests": t[2]} for k, t in totals.items()
-    }
-    out["ratio"] = out["stack"]["tokens_per_s"] / out["direct"]["tokens_per_s"]
-    out["model"] = model
-    say(f"  direct {out['direct']['tokens_per_s']:.1f} tokens/s, stack {out['stack']['tokens_per_s']:.1f} "
-        f"tokens/s: ratio {out['ratio']:.3f}")  # fmt: skip
-    lab.remove("vllm", "adapter-engine", "gateway-engine")
-    return out
-
-
 def show(out: dict) -> None:
     floor = out["direct"]
     for key, v in out.items():
@@ -291,7 +243,7 @@ WRK_LUA = (
 wrk.method = "POST"
 wrk.body = '@BODY@'
 wrk.headers["Content-Type"] = "application/json"
-local pcts = {"""
+@HEADERS@local pcts = {"""
     + ", ".join(str(p) for p in PCTS)
     + """}
 done = function(summary, latency, requests)

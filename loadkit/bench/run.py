@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from loadkit.bench import phases, report
+from loadkit.bench import costs, engine, phases, report
 from loadkit.bench.lab import LOAD_CPU, STREAM_CADENCE_MS, STREAM_CHUNKS, BenchLab, Images, say
 from loadkit.bench.phases import Plan
 from loadkit.procs import loadavg
@@ -29,8 +29,8 @@ def prepare() -> None:
         pass
 
 
-def run(images: Images, venv: Path, plan: Plan, engine: bool, out: Path, command: str) -> dict:
-    lab = BenchLab(images, venv)
+def run(images: Images, venv: Path, portkey: Path, plan: Plan, with_engine: bool, out: Path, command: str) -> dict:
+    lab = BenchLab(images, venv, portkey=portkey)
     t0 = time.time()
     r: dict = {"started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), "command": command}
     r["loadavg_start"] = loadavg()
@@ -41,16 +41,22 @@ def run(images: Images, venv: Path, plan: Plan, engine: bool, out: Path, command
         r["one_in_flight"] = phases.one_in_flight(lab, plan)
         r["fixed_rate"] = phases.fixed_rate(lab, plan)
         r["sweep"] = phases.sweep(lab, plan)
+        try:
+            r["costs"] = costs.costs(lab, plan.sweep_seconds)
+        except Exception as exc:  # a variant that does not come up must not cost the rest of the run
+            r["costs_error"] = str(exc)
+            say(f"cost phases failed: {exc}")
         r["streaming"] = phases.streaming(lab, plan, STREAM_CHUNKS, STREAM_CADENCE_MS)
-        r["open_streams"] = phases.open_streams(lab, plan, start_engine=engine)
+        r["open_streams"] = phases.open_streams(lab, plan, start_engine=with_engine)
         r["loadavg_mid"] = loadavg()
-        if engine:
+        if with_engine:
             try:
-                r["engine"] = phases.engine(lab, plan)
+                r["engine"] = engine.engine(lab, plan)
             except Exception as exc:  # the proxy figures stand on their own: report them anyway
                 r["engine_error"] = str(exc)
                 say(f"vLLM CPU engine phase failed: {exc}")
     finally:
+        r["skipped"] = lab.skipped
         r["seconds"] = time.time() - t0
         r["loadavg_end"] = loadavg()
         r["finished"] = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())

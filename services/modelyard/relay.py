@@ -57,8 +57,11 @@ def closer(ctx: Any) -> BackgroundTask:
     return BackgroundTask(ctx.__aexit__, None, None, None)
 
 
-def relayed(ctx: Any, resp: httpx.Response, headers: dict[str, str] | None = None) -> StreamingResponse:
-    """An open upstream stream passed on byte for byte; a break mid-way ends it with an error event."""
+def relayed(
+    ctx: Any, resp: httpx.Response, headers: dict[str, str] | None = None, strip_usage: bool = False
+) -> StreamingResponse:
+    """An open upstream stream passed on byte for byte; a break mid-way ends it with an error event.
+    `strip_usage`: the usage-only chunk (asked for upstream, not by the client) is counted, not sent."""
 
     call = current()
 
@@ -67,19 +70,32 @@ def relayed(ctx: Any, resp: httpx.Response, headers: dict[str, str] | None = Non
         carry: list[bytes] = []
         try:
             async for chunk in resp.aiter_bytes():
+                if call is None and not strip_usage:
+                    yield chunk
+                    continue
                 if call is not None:
                     call.first_token()
-                    cut = chunk.rfind(b"\n") + 1
-                    if not cut:
-                        carry.append(chunk)
-                    else:
-                        lines = chunk if cut == len(chunk) else chunk[:cut]
-                        if carry:
-                            lines = b"".join((*carry, lines))
-                        carry = [chunk[cut:]] if cut < len(chunk) else []
-                        if b'"usage"' in lines and (usage := usage_of(lines)) is not None:
-                            call.usage = usage
-                yield chunk
+                cut = chunk.rfind(b"\n") + 1
+                if not cut:
+                    carry.append(chunk)
+                    if not strip_usage:
+                        yield chunk
+                    continue
+                lines = chunk if cut == len(chunk) else chunk[:cut]
+                if carry:
+                    lines = b"".join((*carry, lines))
+                carry = [chunk[cut:]] if cut < len(chunk) else []
+                if b'"usage"' in lines and (usage := usage_of(lines)) is not None:
+                    if call is not None:
+                        call.usage = usage
+                    if strip_usage:
+                        lines = without_usage_chunk(lines)
+                if not strip_usage:
+                    yield chunk
+                elif lines:
+                    yield lines
+            if strip_usage and carry:
+                yield b"".join(carry)
         except httpx.HTTPError as exc:
             err = APIError(502, f"Upstream stream broke off ({type(exc).__name__}).", code="upstream_stream_error")
             yield b"data: " + orjson.dumps(err.body()) + b"\n\n"
@@ -90,6 +106,27 @@ def relayed(ctx: Any, resp: httpx.Response, headers: dict[str, str] | None = Non
     return StreamingResponse(
         gen(), media_type=media, headers={**SSE_HEADERS, **(headers or {})}, background=closer(ctx)
     )
+
+
+def without_usage_chunk(lines: bytes) -> bytes:
+    """Complete SSE lines less the event whose chunk carries only usage (`"choices":[]`), its blank line too."""
+    out, rest = [], lines
+    while (at := rest.find(b'"usage"')) >= 0:
+        start = rest.rfind(b"\n", 0, at) + 1
+        end = rest.find(b"\n", at)
+        end = len(rest) if end < 0 else end + 1
+        line = rest[start:end]
+        if line.startswith(b"data:") and b'"choices":[]' in line.replace(b" ", b""):
+            out.append(rest[:start])
+            if rest.startswith(b"\n", end):  # the event's blank line
+                end += 1
+            elif rest.startswith(b"\r\n", end):
+                end += 2
+        else:
+            out.append(rest[:end])
+        rest = rest[end:]
+    out.append(rest)
+    return b"".join(out)
 
 
 async def translate_events(

@@ -111,10 +111,18 @@ class ChatService(Serving):
         backend = self.backend
         check_sizes(body, self.settings, "messages")
         self.settings.check_model(body)
+        # Usage is counted for every stream (docs/capture-and-usage.md): asked for upstream even when the
+        # client did not ask, and its chunk then taken out of what the client gets.
+        stream, options = body.get("stream"), body.get("stream_options")
+        asked = isinstance(options, dict) and options.get("include_usage") is True
+        forced = bool(stream) and not asked and (options is None or isinstance(options, dict))  # else: its 400
+        if forced:
+            body["stream_options"] = {**(options or {}), "include_usage": True}
         backend.prepare_chat(body)
         with metrics.track(self.name, "chat"):
-            if body.get("stream"):
-                return await self.relay_stream(backend.chat_url(body), body, headers)
+            if stream:
+                ctx, resp = await self.upstream.open("POST", backend.chat_url(body), body, headers=headers)
+                return relay.relayed(ctx, resp, self.stamped(), strip_usage=forced)
             return await self.relay("POST", backend.chat_url(body), body, headers)
 
 

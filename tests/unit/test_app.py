@@ -8,6 +8,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from modelyard import relay
 from modelyard.app import create_app
 from modelyard.backends import load
 from modelyard.config import ConfigError, Settings
@@ -118,9 +119,14 @@ def test_chat_completions_relayed_as_is(client) -> None:
     tc, up = client
     resp = tc.post("/v1/chat/completions", json={"model": "m", "messages": [{"role": "user", "content": "x"}]})
     assert resp.status_code == 200 and resp.json() == CHAT_REPLY
-    with tc.stream("POST", "/v1/chat/completions", json={"model": "m", "messages": [], "stream": True}) as resp:
+    chat = {"model": "m", "messages": [], "stream": True, "stream_options": {"include_usage": True}}
+    with tc.stream("POST", "/v1/chat/completions", json=chat) as resp:
         raw = b"".join(resp.iter_bytes())
     assert raw == up.stream_body
+    # Not asked for by the client: usage is asked for upstream (and counted), its chunk not passed on.
+    with tc.stream("POST", "/v1/chat/completions", json={**chat, "stream_options": None}) as resp:
+        raw = b"".join(resp.iter_bytes())
+    assert raw == relay.without_usage_chunk(up.stream_body) and b'"usage"' not in raw
 
 
 def test_upstream_error_is_openai_format(client) -> None:

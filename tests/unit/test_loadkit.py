@@ -280,8 +280,9 @@ def test_lab_container_commands(monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
     bench.adapter("adapter-engine", "img:1", 9002, {}, pin=False)
     bench.gateway("gateway", 9003, 9001, pin=False)
     tag = bench.tag
+    nofile = f"nofile={lab.NOFILE}:{lab.NOFILE}"  # as many as the machine allows
     assert ran[0] == ("docker", "run", "-d", "--name", f"{tag}-adapter", "--network", "host", "--no-healthcheck",
-                      "--ulimit", "nofile=20000:20000", "--cpuset-cpus", "1", "-e", "A=1", "-e", "MODELYARD_PORT=9001",
+                      "--ulimit", nofile, "--cpuset-cpus", "1", "-e", "A=1", "-e", "MODELYARD_PORT=9001",
                       "img:1", "vllm")  # fmt: skip
     assert "--cpuset-cpus" not in ran[1] and "--ulimit" not in ran[1] and ran[1][-2:] == ("img:1", "vllm")
     assert "--cpuset-cpus" not in ran[2] and "GATEWAY_ADAPTER_PORT=9001" in ran[2] and "--ulimit" in ran[2]
@@ -293,14 +294,14 @@ def test_quick_plan_shortens_the_phases() -> None:
     from loadkit.bench.phases import Plan
 
     full, quick = Plan(), Plan.quick()
-    assert (full.flight_rounds, full.seconds, full.streams, full.open_streams) == (5, 3.0, 30, (1000, 5000))
+    assert (full.flight_rounds, full.seconds, full.streams, full.open_streams) == (5, 3.0, 30, (1000, 10000))
     assert (quick.flight_rounds, quick.seconds, quick.streams, quick.open_streams) == (3, 2.0, 10, (200, 1000))
     assert quick.levels == (1, 4, 16, 64) and quick.engine_rounds == 1 and full.engine_rounds == 4
 
 
 FLAGS = {
-    "bench": "--venv --setup --quick --adapter-image --gateway-image --vllm-image --before-image --no-engine --out "
-    "--doc",
+    "bench": "--venv --portkey --setup --quick --adapter-image --gateway-image --vllm-image --postgres-image "
+    "--before-image --no-engine --out --doc",
     "soak": "--rate --duration --timeout --max-in-flight --seed --mix --url --control --api-key --keep --out",
     "record-golden": "--engine --golden",
 }

@@ -187,3 +187,42 @@ def test_a_relayed_streams_usage_counts_when_an_upstream_read_ends_inside_its_ch
             assert resp.status_code == 200 and resp.content == body
         (row,) = tc.get("/v1/usage", headers=ADMIN).json()["data"]
     assert (row["requests"], row["input_tokens"], row["output_tokens"]) == (2, 14, 4), row
+
+
+def test_a_chat_stream_not_asking_for_usage_is_counted_and_gets_no_usage_chunk(tmp_path: Path) -> None:
+    """Without `stream_options.include_usage` the engine would report no usage at all (a way round token
+    quotas): the adapter asks for it upstream, counts it, and takes the usage chunk out of the client's
+    stream, whichever way the reads cut it; the client's other stream options go on as they were."""
+    from tests.unit.test_app import CHUNKS, sse
+
+    body = sse(CHUNKS)
+    at = body.index(b'"usage"')
+    cuts = [len(body), at - 5, at + 12, body.index(b"data: [DONE]") + 3]
+    sent: list[dict[str, Any]] = []
+
+    async def pieces(cut: int) -> Any:
+        yield body[:cut]
+        if cut < len(body):
+            yield body[cut:]
+
+    def engine(request: httpx.Request) -> httpx.Response:
+        sent.append(json.loads(request.content))
+        return httpx.Response(200, content=pieces(cuts[len(sent) - 1]), headers={"content-type": "text/event-stream"})
+
+    settings = Settings.from_env(
+        "vllm",
+        {"MODELYARD_UPSTREAM_URL": "http://engine:8000/v1", "MODELYARD_STORE_URL": f"sqlite://{tmp_path / 's.db'}",
+         "MODELYARD_ADMIN_KEY": "admin-secret-1"},
+    )  # fmt: skip
+    upstream = Upstream(settings.upstream_url, transport=httpx.MockTransport(engine))
+    chat = {"model": "m", "messages": [], "stream": True, "stream_options": {"include_obfuscation": False}}
+    with TestClient(create_app(load("vllm", settings), upstream=upstream)) as tc:
+        for _ in cuts:
+            resp = tc.post("/v1/chat/completions", json=chat)
+            assert resp.status_code == 200, resp.text
+            assert b'"usage"' not in resp.content and resp.content.endswith(b"data: [DONE]\n\n"), resp.content
+            events = [ln for ln in resp.text.split("\n\n") if ln]
+            assert len(events) == len([ln for ln in body.decode().split("\n\n") if ln]) - 1
+        (row,) = tc.get("/v1/usage", headers=ADMIN).json()["data"]
+    assert all(s["stream_options"] == {"include_obfuscation": False, "include_usage": True} for s in sent)
+    assert (row["requests"], row["input_tokens"], row["output_tokens"]) == (4, 28, 8), row
