@@ -617,6 +617,16 @@ class Settings:
         doc="a response is stored unless its request says store: false",
         env_yaml=ADAPTER,
     )
+    native_state: str = setting(
+        "MODELYARD_NATIVE_STATE",
+        one_of("provider", "local"),
+        "provider",
+        doc="a native Responses backend's stored responses and chains: provider (OpenAI's or Azure's own store, "
+        "relayed) or local (the local store, as for translated backends; needs MODELYARD_STORE_URL); OpenRouter "
+        "native mode uses the local store whenever one is set",
+        env_yaml=ADAPTER,
+        backends=("openai", "azure", "openrouter"),
+    )
     store_ttl: float = setting(
         "MODELYARD_STORE_TTL",
         number(),
@@ -667,6 +677,8 @@ class Settings:
                 if extra.get("n") not in (None, 1):
                     var = f"MODELYARD_{name.upper()}"
                     raise ConfigError(f"{var} sets n={extra['n']!r}: token ids (MODELYARD_RETURN_TOKEN_IDS) need n=1")
+        if values.get("native_state") == "local" and not values.get("store_url"):
+            raise ConfigError("MODELYARD_NATIVE_STATE=local needs a store: set MODELYARD_STORE_URL")
         own = BACKEND_SETTINGS.get(backend)
         return cls(
             backend=backend,

@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 from fastapi.responses import Response, StreamingResponse
 
-from . import metrics, relay
+from . import metrics, native_store, relay
 from .backends import Backend
 from .calls import current
 from .errors import APIError, invalid
@@ -137,6 +137,8 @@ class ResponsesService(Serving):
         self.settings.check_model(body)
         with metrics.track(self.name, "responses"):
             if self.backend.native_responses:
+                if self.local_native():
+                    return await self.native_local(body, headers, scope)
                 return await self.native(body, headers)
             turn = await self.state.prepare(body, scope) if self.state else None
             if turn is not None and turn.background:
@@ -146,11 +148,36 @@ class ResponsesService(Serving):
     def overflows(self, err: APIError) -> bool:
         return err.code == "context_length_exceeded" and self.backend.options.context_overflow == "incomplete"
 
-    async def native(self, body: dict[str, Any], headers: dict[str, str]) -> Response:
+    def local_native(self) -> bool:
+        """A native backend whose stored responses and chains are the local store's: MODELYARD_NATIVE_STATE=local,
+        or a provider that stores nothing (OpenRouter) where a store is set."""
+        backend = self.backend
+        if self.state is None or not backend.native_responses:
+            return False
+        return not backend.stored_responses or self.settings.native_state == "local"
+
+    async def native_local(self, body: dict[str, Any], headers: dict[str, str], scope: str) -> Response:
+        """The native relay over the local store (native_store.py): the chain rebuilt here goes upstream as the
+        whole input with store: false."""
+        assert self.state is not None
+        if body.get("background") is True:  # the background runner runs translated streams only
+            msg = f"background: true is not supported on the {self.name} backend's native Responses relay over the "
+            raise invalid(
+                msg + "local store; leave it out and stream, or use MODELYARD_NATIVE_STATE=provider.", "background"
+            )
+        turn = await self.state.prepare(body, scope)
+        if turn.history:
+            body["input"] = native_store.upstream_input(body["input"])
+        body["store"] = False  # the provider keeps nothing: the chain is ours
+        return await self.native(body, headers, turn)
+
+    async def native(self, body: dict[str, Any], headers: dict[str, str], turn: Turn | None = None) -> Response:
         check_responses_request(body)  # the value checks every backend applies
         body.pop("client_metadata", None)  # the harness's session ids (Codex): never sent upstream
         self.backend.prepare_responses(body)
         try:
+            if turn is not None:
+                return await self.native_stored(body, headers, turn)
             if body.get("stream"):
                 return await self.relay_stream(self.backend.responses_path, body, headers)
             return await self.relay("POST", self.backend.responses_path, body, headers)
@@ -158,7 +185,24 @@ class ResponsesService(Serving):
             if not self.overflows(err):
                 raise
             chat = Translation({}, [], echo={"model": body.get("model")}, opts=self.backend.options)
-            return await self.overflow(chat, bool(body.get("stream")), err, None, {})
+            if turn is not None:
+                turn.echo(chat.echo)
+            return await self.overflow(chat, bool(body.get("stream")), err, turn, {})
+
+    async def native_stored(self, body: dict[str, Any], headers: dict[str, str], turn: Turn) -> Response:
+        """The provider's Response (or stream) stored here under the id it gave, before the client hears its end."""
+        assert self.state is not None
+        path, done = self.backend.responses_path, functools.partial(self.state.save, turn)
+        if body.get("stream"):
+            ctx, resp = await self.upstream.open("POST", path, body, headers=headers)
+            return native_store.stream(ctx, resp, turn, done, self.stamped())
+        reply = await self.upstream.call("POST", path, body, headers=headers)
+        metrics.count_usage(self.name, reply.json)
+        out = turn.echo(dict(reply.json))
+        if (call := current()) is not None:
+            call.answered(out)
+        await done(out)
+        return json_response(out, headers=self.stamped())
 
     def translate(self, body: dict[str, Any], turn: Turn | None) -> tuple[Translation, dict[str, str]]:
         """Hooks 1-3 (backends/base.py): the chat request, and the header naming what was dropped."""
@@ -232,6 +276,10 @@ class ResponsesService(Serving):
         check_responses_request(body)
         with metrics.track(self.name, "input_tokens"):
             if "input_tokens" in backend.responses_routes:
+                if self.local_native():  # previous_response_id, conversation: the local chain in front
+                    assert self.state is not None
+                    if (await self.state.prepare(body, scope)).history:
+                        body["input"] = native_store.upstream_input(body["input"])
                 return await self.native_route("input_tokens", body, headers)
             counter = getattr(backend, "count_tokens", None)  # the same counter as /v1/messages/count_tokens
             if counter is None:
@@ -333,7 +381,7 @@ class ResponsesService(Serving):
         """GET/DELETE /v1/responses/{id}, cancel, input_items: from the local store, or relayed where the
         upstream keeps responses (OpenAI, Azure)."""
         backend = self.backend
-        if backend.native_responses and backend.stored_responses:
+        if backend.native_responses and backend.stored_responses and not self.local_native():
             path = backend.responses_path + sub
             if method == "GET" and params.get("stream") == "true":  # resume a background stream
                 return await self.relay_stream(path, None, headers, method="GET", params=params)

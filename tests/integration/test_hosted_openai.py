@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import openai
 import pytest
 
-from .hosted import TOOL, Hosted, checked_requests, running, standin_config
+from .hosted import TOOL, Hosted, checked_requests, no_problems, running, standin_config
 
 pytestmark = pytest.mark.integration
 
@@ -28,6 +28,19 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hosted]:
         "STANDIN_OPENAI_CONFIG": standin_config({"key": KEY, "organization": "org-standin", "project": "proj_standin"}),
     }
     with running("openai", env, tmp_path_factory.mktemp("openai")) as hosted:
+        yield hosted
+
+
+@pytest.fixture(scope="module")
+def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hosted]:
+    """The same stack with MODELYARD_NATIVE_STATE=local: chains and stored responses in the local store."""
+    env = {
+        "OPENAI_API_KEY": KEY,
+        "POLICY_MODEL_NAME": MODEL,
+        "MODELYARD_NATIVE_STATE": "local",
+        "STANDIN_OPENAI_CONFIG": standin_config({"key": KEY}),
+    }
+    with running("openai", env, tmp_path_factory.mktemp("openai-local")) as hosted:
         yield hosted
 
 
@@ -167,3 +180,24 @@ def test_secrets_stay_out_of_readyz_metrics_and_logs(stack: Hosted) -> None:
     assert ready.status_code == 200
     for text in (ready.text, metrics.text, stack.logs()):
         assert KEY not in text
+
+
+def test_local_native_state_chains_through_the_local_store(local_stack: Hosted) -> None:
+    local_stack.clear()
+    client = local_stack.client()
+    one = client.responses.create(model=MODEL, input="Capital of France?")
+    two = client.responses.create(model=MODEL, input="And of Spain?", previous_response_id=one.id)
+    assert two.output_text == "You said: And of Spain?" and two.previous_response_id == one.id and two.store
+    assert client.responses.retrieve(two.id).output_text == two.output_text
+    items = client.responses.input_items.list(two.id)
+    assert [i.content[0].text for i in items.data] == ["And of Spain?"]
+    client.responses.delete(two.id)
+    with pytest.raises(openai.NotFoundError):
+        client.responses.retrieve(two.id)
+    seen = local_stack.requests()
+    assert [(r["method"], r["path"]) for r in seen] == [("POST", "/v1/responses")] * 2  # the rest served here
+    second = seen[1]["body"]
+    assert second["store"] is False and "previous_response_id" not in second
+    texts = [i["content"] if isinstance(i["content"], str) else i["content"][0]["text"] for i in second["input"]]
+    assert texts == ["Capital of France?", "You said: Capital of France?", "And of Spain?"]
+    no_problems(seen)

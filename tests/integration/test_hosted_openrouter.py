@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import openai
 import pytest
 
-from .hosted import CHAT_TOOL, TOOL, Hosted, checked_requests, running, standin_config
+from .hosted import CHAT_TOOL, TOOL, Hosted, checked_requests, no_problems, running, standin_config
 
 pytestmark = pytest.mark.integration
 
@@ -106,15 +106,25 @@ def test_responses_tool_round_trip(stack: Hosted, sent: list) -> None:
     assert final.output_text == "The tool said: sunny"
 
 
-@pytest.mark.parametrize(("field", "value"), [("store", True), ("previous_response_id", "resp_123")])
-def test_native_mode_refuses_state_by_name(stack: Hosted, field: str, value: object) -> None:
+def test_native_mode_keeps_state_in_the_local_store(stack: Hosted) -> None:
+    """OpenRouter's Responses API is stateless: with the stack's store (compose sets one), native mode chains
+    through it (docs/state.md "Native backends"); without a store the fields are refused by name (unit tests)."""
     if not native(stack):
         pytest.skip("the native Responses mode")
     stack.clear()
-    with pytest.raises(openai.BadRequestError) as err:
-        stack.client().responses.create(model=MODEL, input="x", **{field: value})
-    assert err.value.body["param"] == field and "stateless" in err.value.message
-    assert stack.requests() == []  # refused here, never sent
+    client = stack.client()
+    with pytest.raises(openai.NotFoundError) as err:
+        client.responses.create(model=MODEL, input="x", previous_response_id="resp_123")
+    assert err.value.body["param"] == "previous_response_id" and stack.requests() == []  # never sent
+    one = client.responses.create(model=MODEL, input="Hello", store=True)
+    two = client.responses.create(model=MODEL, input="Again", previous_response_id=one.id)
+    assert two.output_text == "You said: Again" and two.previous_response_id == one.id
+    assert client.responses.retrieve(two.id).output_text == two.output_text
+    first, second = stack.requests()
+    assert first["body"]["store"] is False and second["body"]["store"] is False
+    assert "previous_response_id" not in second["body"]
+    assert [i.get("role") for i in second["body"]["input"]] == ["user", "assistant", "user"]
+    no_problems([first, second])
 
 
 def test_upstream_provider_error_is_mapped(stack: Hosted) -> None:
