@@ -127,6 +127,8 @@ class Outcome:
     header_version: str | None = None
     metadata_version: str | None = None
     detail: str = ""
+    # Earlier attempts' request ids: each lost its connection before any response came (`retries` below).
+    dropped: list[str] = field(default_factory=list)
 
 
 def _error_code(payload: object) -> str:
@@ -186,9 +188,40 @@ def _chat_stream(out: Outcome, raw: bytes) -> None:
 
 
 def send(
-    http: httpx.Client, model: str, kind: str, session: str, tokens: int = 6, prompt: str = "", **extra: object
+    http: httpx.Client,
+    model: str,
+    kind: str,
+    session: str,
+    tokens: int = 6,
+    prompt: str = "",
+    retries: int = 0,
+    **extra: object,
 ) -> Outcome:
-    """One request of the given kind; every failure mode becomes the Outcome's final answer."""
+    """One request of the given kind; every failure mode becomes the Outcome's final answer.
+
+    With `retries`, a request whose connection closed before any response (nothing read: no status line)
+    is sent again under a new request id, up to that many times, as the OpenAI SDKs do (max_retries 2,
+    connection errors included, POST too). That happens when a keep-alive connection is closed by the
+    server just as the request goes out: nginx's reload closes its old workers' idle connections. The
+    attempt's id is kept in `dropped` so a test can check that the gateway never logged it (so never
+    passed it to an adapter)."""
+    out = _send_once(http, model, kind, session, tokens, prompt, **extra)
+    while retries and out.final == "error" and out.status == 0 and _dropped(out.detail):
+        retries -= 1
+        again = _send_once(http, model, kind, session, tokens, prompt, **extra)
+        again.sent, again.dropped = out.sent, [*out.dropped, out.request_id]
+        out = again
+    return out
+
+
+def _dropped(detail: str) -> bool:
+    """The connection went before any response: the server closed or reset it (never a timeout)."""
+    return detail.startswith(("RemoteProtocolError(", "ReadError(", "WriteError(", "ConnectError("))
+
+
+def _send_once(
+    http: httpx.Client, model: str, kind: str, session: str, tokens: int, prompt: str, **extra: object
+) -> Outcome:
     prompt = prompt or f"Count for {session}."
     rid = f"fleet-{uuid.uuid4().hex[:16]}"
     headers = {"x-session-id": session, "x-request-id": rid}
@@ -204,9 +237,9 @@ def send(
     out = Outcome(kind, rid, time.monotonic())
     try:
         with http.stream("POST", path, json=body, headers=headers) as resp:
-            raw = resp.read()
-            out.status = resp.status_code
+            out.status = resp.status_code  # a status line came: never retried
             out.header_version = resp.headers.get(VERSION_HEADER)
+            raw = resp.read()
         if not stream or out.status != 200:
             _plain(out, httpx.Response(out.status, content=raw))
         elif kind == "responses-stream":
@@ -228,6 +261,7 @@ class Load:
     model: str
     workers: int = 4
     timeout: float = 900  # a request queued at a paused gate waits out a whole engine restart
+    retries: int = 0  # connection drops before any response, sent again (send())
     outcomes: list[Outcome] = field(default_factory=list)
     stop: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -236,7 +270,7 @@ class Load:
         i = n
         with httpx.Client(base_url=self.url, timeout=self.timeout) as http:
             while not self.stop.is_set():
-                out = send(http, self.model, KINDS[i % len(KINDS)], f"session-{n}-{i % 3}")
+                out = send(http, self.model, KINDS[i % len(KINDS)], f"session-{n}-{i % 3}", retries=self.retries)
                 i += 1
                 with self.lock:
                     self.outcomes.append(out)
