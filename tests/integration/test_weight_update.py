@@ -1,8 +1,10 @@
 """A weight update under load, on two real vLLM CPU engines behind one adapter (docs/fleet.md "Weight
 updates"): compose.yaml + compose.replicas.yaml, its own stack. Four clients send Responses and chat
 completions, plain and streamed, back to back. Twice: `POST /admin/pause` (first waiting for what is in
-flight, then with `abort`), both engine containers restarted (the "new weights"), ready again, then
-`POST /admin/resume` with the next policy version.
+flight, then with `abort`), the new weights loaded, then `POST /admin/resume` with the next policy
+version. The first time both engine containers are restarted (the "new weights") and ready again; the
+second time the gate stays shut a while with the engines up (weights loaded in place): one restart
+of two engines is what a run can afford on a small machine, and the abort mode needs none.
 
 Checked: every request got exactly one final answer (a success, or in abort mode the `policy_update`
 error); every success names the policy version that produced it (header, and Responses metadata):
@@ -26,6 +28,7 @@ pytestmark = pytest.mark.integration
 
 FILES = ["compose.yaml", "tests/integration/compose.replicas.yaml"]
 ENGINES = ("vllm-cpu", "vllm-cpu-2")
+HOLD_S = 15  # the gate shut without a restart: long enough for every client to queue a request at it
 
 
 @pytest.fixture(scope="module")
@@ -51,6 +54,7 @@ class Update:
     resumed: float = 0.0
     pause_reply: dict | None = None
     long: list[Outcome] | None = None  # requests surely in flight when the pause came
+    restart: bool = True  # restart both engines while paused; else keep the gate shut HOLD_S, engines up
     restart_s: float = 0.0
 
 
@@ -82,10 +86,13 @@ def update_weights(fleet: FleetStack, http: httpx.Client, load: Load, up: Update
     up.paused = time.monotonic()
     for t in threads:
         t.join(timeout=120)
-    restart = fleet.compose("restart", *ENGINES, timeout=300)
-    assert restart.returncode == 0, restart.stderr
-    wait_until(lambda: all(fleet.healthy(e) for e in ENGINES), 900, "both engines warm again", 2)
-    wait_until(lambda: replicas_healthy(http) == {"0": 1.0, "1": 1.0}, 120, "both replicas put back")
+    if up.restart:
+        restart = fleet.compose("restart", *ENGINES, timeout=300)
+        assert restart.returncode == 0, restart.stderr
+        wait_until(lambda: all(fleet.healthy(e) for e in ENGINES), 900, "both engines warm again", 2)
+        wait_until(lambda: replicas_healthy(http) == {"0": 1.0, "1": 1.0}, 120, "both replicas put back")
+    else:
+        time.sleep(max(0.0, HOLD_S - (time.monotonic() - up.paused)))
     up.restart_s = time.monotonic() - up.paused
     up.resume_sent = time.monotonic()
     assert admin(http, "resume", {"policy_version": up.version}) == {"paused": False, "policy_version": up.version}
@@ -99,7 +106,7 @@ def version_of(o: Outcome) -> str | None:
 
 
 def test_pause_update_resume_under_load(fleet: FleetStack) -> None:
-    wait, abort = Update(False, "v2"), Update(True, "v3")
+    wait, abort = Update(False, "v2"), Update(True, "v3", restart=False)
     with httpx.Client(base_url=fleet.url, timeout=900) as http:
         admin(http, "resume", {"policy_version": "v1"})
         with Load(fleet.url, fleet.model) as load:
@@ -147,6 +154,6 @@ def test_pause_update_resume_under_load(fleet: FleetStack) -> None:
         f"\nweight update under load: {len(everything)} requests {kinds}, {len(aborted)} ended with policy_update "
         f"(abort mode), 0 lost; queued while paused: {len(waits)} (longest wait {max(waits):.0f} s); "
         f"pause (wait mode) returned in {wait.paused - wait.pause_sent:.1f} s, (abort) "
-        f"{abort.paused - abort.pause_sent:.1f} s; engines restarted and ready in {wait.restart_s:.0f} s / "
-        f"{abort.restart_s:.0f} s; stack up in {fleet.started_in:.0f} s"
+        f"{abort.paused - abort.pause_sent:.1f} s; gate shut {wait.restart_s:.0f} s (both engines restarted and "
+        f"ready) / {abort.restart_s:.0f} s (no restart); stack up in {fleet.started_in:.0f} s"
     )
