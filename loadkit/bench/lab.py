@@ -221,6 +221,9 @@ class BenchLab(Lab):
         image = self.images.gateway
         text = sh("docker", "run", "--rm", "--entrypoint", "cat", image, "/etc/modelyard/nginx.conf.template")
         text = text.replace("listen 8080", f"listen 127.0.0.1:{port}")
+        # Its stub_status server, on host networking too: a port of its own, or a second gateway (the
+        # engine phase's) cannot bind and never starts.
+        text = text.replace("listen 8081;", f"listen 127.0.0.1:{free_port()};")
         conf = self.workdir / f"{name}.conf"
         conf.write_text(text)
         mount = f"{conf}:/etc/modelyard/nginx.conf.template:ro"
