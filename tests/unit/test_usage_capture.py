@@ -37,6 +37,17 @@ def make(tmp_path: Path, **env: str) -> tuple[TestClient, Upstream_]:
     return TestClient(create_app(load("vllm", settings), upstream=upstream)), script
 
 
+def over(tmp_path: Path, engine: Any) -> TestClient:
+    """The app over an engine given as a function of the request (a store, an admin key)."""
+    settings = Settings.from_env(
+        "vllm",
+        {"MODELYARD_UPSTREAM_URL": "http://engine:8000/v1", "MODELYARD_STORE_URL": f"sqlite://{tmp_path / 's.db'}",
+         "MODELYARD_ADMIN_KEY": "admin-secret-1"},
+    )  # fmt: skip
+    upstream = Upstream(settings.upstream_url, transport=httpx.MockTransport(engine))
+    return TestClient(create_app(load("vllm", settings), upstream=upstream))
+
+
 def seen_usage(resp: httpx.Response) -> tuple[int, int]:
     """What a client saw: usage in the reply, or in a stream's last event that has one."""
     if resp.headers["content-type"].startswith("text/event-stream"):
@@ -174,14 +185,8 @@ def test_a_relayed_streams_usage_counts_when_an_upstream_read_ends_inside_its_ch
             return httpx.Response(200, content=stream, headers={"content-type": "text/event-stream"})
         return httpx.Response(200, json={"object": "list", "data": [{"id": "m", "object": "model"}]})
 
-    settings = Settings.from_env(
-        "vllm",
-        {"MODELYARD_UPSTREAM_URL": "http://engine:8000/v1", "MODELYARD_STORE_URL": f"sqlite://{tmp_path / 's.db'}",
-         "MODELYARD_ADMIN_KEY": "admin-secret-1"},
-    )  # fmt: skip
-    upstream = Upstream(settings.upstream_url, transport=httpx.MockTransport(engine))
     chat = {"model": "m", "messages": [], "stream": True, "stream_options": {"include_usage": True}}
-    with TestClient(create_app(load("vllm", settings), upstream=upstream)) as tc:
+    with over(tmp_path, engine) as tc:
         for _ in range(2):
             resp = tc.post("/v1/chat/completions", json=chat)
             assert resp.status_code == 200 and resp.content == body
@@ -209,14 +214,8 @@ def test_a_chat_stream_not_asking_for_usage_is_counted_and_gets_no_usage_chunk(t
         sent.append(json.loads(request.content))
         return httpx.Response(200, content=pieces(cuts[len(sent) - 1]), headers={"content-type": "text/event-stream"})
 
-    settings = Settings.from_env(
-        "vllm",
-        {"MODELYARD_UPSTREAM_URL": "http://engine:8000/v1", "MODELYARD_STORE_URL": f"sqlite://{tmp_path / 's.db'}",
-         "MODELYARD_ADMIN_KEY": "admin-secret-1"},
-    )  # fmt: skip
-    upstream = Upstream(settings.upstream_url, transport=httpx.MockTransport(engine))
     chat = {"model": "m", "messages": [], "stream": True, "stream_options": {"include_obfuscation": False}}
-    with TestClient(create_app(load("vllm", settings), upstream=upstream)) as tc:
+    with over(tmp_path, engine) as tc:
         for _ in cuts:
             resp = tc.post("/v1/chat/completions", json=chat)
             assert resp.status_code == 200, resp.text
