@@ -84,10 +84,16 @@ class Serving:
         return Response(reply.content, media_type=JSON, headers=self.stamped())
 
     async def relay_stream(
-        self, path: str, body: Any, headers: dict[str, str], method: str = "POST", params: Any = None
+        self,
+        path: str,
+        body: Any,
+        headers: dict[str, str],
+        method: str = "POST",
+        params: Any = None,
+        strip_usage: bool = False,
     ) -> Response:
         ctx, resp = await self.upstream.open(method, path, body, headers=headers, params=params)
-        return relay.relayed(ctx, resp, self.stamped())
+        return relay.relayed(ctx, resp, self.stamped(), strip_usage=strip_usage)
 
     async def models(self, headers: dict[str, str]) -> Response:
         return await self.relay("GET", self.backend.models_path, None, headers)
@@ -121,8 +127,7 @@ class ChatService(Serving):
         backend.prepare_chat(body)
         with metrics.track(self.name, "chat"):
             if stream:
-                ctx, resp = await self.upstream.open("POST", backend.chat_url(body), body, headers=headers)
-                return relay.relayed(ctx, resp, self.stamped(), strip_usage=forced)
+                return await self.relay_stream(backend.chat_url(body), body, headers, strip_usage=forced)
             return await self.relay("POST", backend.chat_url(body), body, headers)
 
 
