@@ -11,6 +11,7 @@ import uvicorn
 from . import logs
 from .backends import NAMES
 from .config import ConfigError, Settings
+from .protocol import HttpProtocol
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
         # After SIGTERM: in-flight requests get this long to finish (app.py answers new ones 503).
         timeout_graceful_shutdown=max(1, round(settings.shutdown_grace)),
         server_header=False,
+        http=HttpProtocol,  # a reply's head and body in one send (protocol.py)
         # Longer than the gateway's 60 s for idle upstream connections: the gateway, not the adapter,
         # closes an idle keep-alive connection, so a request never meets one being closed.
         timeout_keep_alive=settings.keep_alive,

@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 import orjson
-from fastapi.responses import Response, StreamingResponse
+from fastapi.responses import Response
 
 from . import metrics, relay
 from .calls import current
@@ -119,7 +119,7 @@ def streamed(
     translator: MessageTranslator,
     chunk_error: Callable[[dict[str, Any]], APIError],
     headers: dict[str, str] | None = None,
-) -> StreamingResponse:
+) -> relay.EventStream:
     """An open chat completions stream as Anthropic's events; a `ping` after PING_INTERVAL of silence."""
 
     call = current()
@@ -169,7 +169,7 @@ def streamed(
                     await pending
             await ctx.__aexit__(None, None, None)
 
-    return StreamingResponse(
+    return relay.EventStream(
         gen(),
         media_type="text/event-stream",
         headers={**relay.SSE_HEADERS, **(headers or {})},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -66,6 +67,14 @@ SESSIONS = Gauge("modelyard_replica_sessions", "Sessions (x-session-id) with a r
 TOKENS = Counter("modelyard_tokens_total", "Tokens in non-streamed upstream replies' usage", ["backend", "direction"])
 
 
+@functools.cache
+def child(metric: Any, *labels: str) -> Any:
+    """`metric.labels(*labels)`, looked up once: prometheus_client validates the values and takes a lock
+    on every `.labels()` call, six times a request on the hot path. Label values here are few (backends,
+    endpoints, status codes), so the cache stays small."""
+    return metric.labels(*labels)
+
+
 def watch(metric: Gauge, backend: str, read: Callable[[], float]) -> None:
     """A gauge computed when scraped (the newest upstream of a backend wins)."""
     metric.labels(backend).set_function(read)
@@ -79,15 +88,16 @@ def count_usage(backend: str, reply: Any) -> None:
     tokens_in = usage.get("prompt_tokens", usage.get("input_tokens"))
     tokens_out = usage.get("completion_tokens", usage.get("output_tokens"))
     if isinstance(tokens_in, int) and tokens_in > 0:
-        TOKENS.labels(backend, "in").inc(tokens_in)
+        child(TOKENS, backend, "in").inc(tokens_in)
     if isinstance(tokens_out, int) and tokens_out > 0:
-        TOKENS.labels(backend, "out").inc(tokens_out)
+        child(TOKENS, backend, "out").inc(tokens_out)
 
 
 @contextmanager
 def track(backend: str, endpoint: str) -> Iterator[None]:
     start = time.perf_counter()
-    IN_FLIGHT.labels(backend).inc()
+    in_flight = child(IN_FLIGHT, backend)
+    in_flight.inc()
     status = "200"
     try:
         yield
@@ -98,9 +108,9 @@ def track(backend: str, endpoint: str) -> Iterator[None]:
         status = "500"
         raise
     finally:
-        IN_FLIGHT.labels(backend).dec()
-        REQUESTS.labels(backend, endpoint, status).inc()
-        LATENCY.labels(backend, endpoint).observe(time.perf_counter() - start)
+        in_flight.dec()
+        child(REQUESTS, backend, endpoint, status).inc()
+        child(LATENCY, backend, endpoint).observe(time.perf_counter() - start)
 
 
 def render() -> bytes:

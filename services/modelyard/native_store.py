@@ -14,7 +14,6 @@ from typing import Any
 
 import httpx
 import orjson
-from fastapi.responses import StreamingResponse
 
 from . import relay
 from .calls import current
@@ -47,7 +46,7 @@ def stream(
     turn: Turn,
     done: Callable[[dict[str, Any]], Awaitable[None]],
     headers: dict[str, str],
-) -> StreamingResponse:
+) -> relay.EventStream:
     """The provider's stream, event by event: each Response in it says what was done with the request
     (`store`, `previous_response_id`, `conversation`, as the client asked), and the final one is stored
     before its event goes out."""
@@ -79,6 +78,6 @@ def stream(
         finally:
             await ctx.__aexit__(None, None, None)
 
-    return StreamingResponse(
+    return relay.EventStream(
         gen(), media_type="text/event-stream", headers={**relay.SSE_HEADERS, **headers}, background=relay.closer(ctx)
     )

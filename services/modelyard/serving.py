@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
-from fastapi.responses import Response, StreamingResponse
+from fastapi.responses import Response
 
 from . import metrics, native_store, relay
 from .backends import Backend
@@ -332,7 +332,7 @@ class ResponsesService(Serving):
         self.state.tasks[rid] = asyncio.create_task(self._run(chat, headers, translator, turn, feed), name=rid)
         if feed is None:
             return json_response(queued, headers=dropped)
-        return StreamingResponse(_drain(feed), media_type="text/event-stream", headers={**relay.SSE_HEADERS, **dropped})
+        return relay.EventStream(_drain(feed), media_type="text/event-stream", headers={**relay.SSE_HEADERS, **dropped})
 
     async def _run(
         self, chat: Translation, headers: dict[str, str], translator: StreamTranslator, turn: Turn,
@@ -412,7 +412,7 @@ class ResponsesService(Serving):
         raw = params.get("starting_after") or "-1"
         if not raw.lstrip("-").isdigit():
             raise invalid(f"'starting_after' must be an event sequence number, got '{raw}'.", "starting_after")
-        return StreamingResponse(
+        return relay.EventStream(
             _replay(state, rid, scope, int(raw)), media_type="text/event-stream", headers=relay.SSE_HEADERS
         )
 

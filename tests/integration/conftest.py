@@ -9,7 +9,8 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +21,19 @@ from testcontainers.compose import DockerCompose
 
 ROOT = Path(__file__).resolve().parents[2]
 os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
+
+
+def logged(read: Callable[[], str], *wanted: str, timeout: float = 10) -> str:
+    """A log with every line written before the call: the gateway buffers its access log and each worker
+    writes what it holds at least once a second (`access_log ... buffer=64k flush=1s`). Read again until
+    every `wanted` string is in it, or `timeout` passes."""
+    time.sleep(1.3)
+    deadline = time.monotonic() + timeout
+    while True:
+        text = read()
+        if all(w in text for w in wanted) or time.monotonic() > deadline:
+            return text
+        time.sleep(0.2)
 
 
 def free_port() -> int:

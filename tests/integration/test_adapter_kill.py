@@ -20,6 +20,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from .conftest import logged
 from .fleet import ADMIN, FleetStack, Load, wait_until
 
 pytestmark = pytest.mark.integration
@@ -47,16 +48,17 @@ def address(container: str) -> str:
     return subprocess.run(["docker", "inspect", "-f", fmt, container], capture_output=True, text=True).stdout.strip()
 
 
-def tried(fleet: FleetStack) -> dict[str, str]:
-    """Request id → the adapter addresses nginx tried for it, in order ("ip:port, ip:port"), from its access log."""
-    logs = fleet.compose("logs", "--no-log-prefix", "gateway").stdout
+def tried(fleet: FleetStack, *rids: str) -> dict[str, str]:
+    """Request id → the adapter addresses nginx tried for it, in order ("ip:port, ip:port"), from its access log
+    (read until it names every one of `rids`)."""
+    logs = logged(lambda: fleet.compose("logs", "--no-log-prefix", "gateway").stdout, *rids)
     entries = (json.loads(line) for line in logs.splitlines() if line.startswith('{"time"'))
     return {e["request_id"]: e["upstream"] for e in entries}
 
 
-def served_by(fleet: FleetStack) -> dict[str, str]:
+def served_by(fleet: FleetStack, *rids: str) -> dict[str, str]:
     """Request id → the address of the adapter that answered it (the last one nginx tried)."""
-    return {rid: up.split(",")[-1].strip().rsplit(":", 1)[0] for rid, up in tried(fleet).items()}
+    return {rid: up.split(",")[-1].strip().rsplit(":", 1)[0] for rid, up in tried(fleet, *rids).items()}
 
 
 def usage_requests(http: httpx.Client) -> int:
@@ -81,7 +83,7 @@ def test_one_adapter_killed_under_load(fleet: FleetStack) -> None:
         # Usage recorded by both adapters lands in the shared store: either one reports all of it.
         wait_until(lambda: usage_requests(http) >= CHAINS, 60, "usage of both adapters in the store", 1)
         assert usage_requests(http) == CHAINS
-        by = served_by(fleet)
+        by = served_by(fleet, *(f'"request_id":"{rid}"' for rid, _ in chains))
         homes = {by[rid] for rid, _ in chains}
         assert homes == set(ip.values()), (homes, ip)
         victim = next(c for c in adapters if ip[c] == by[chains[0][0]])
@@ -109,7 +111,8 @@ def test_one_adapter_killed_under_load(fleet: FleetStack) -> None:
         usage_after = usage_requests(http)
 
     outcomes = load.outcomes
-    by, paths = served_by(fleet), tried(fleet)
+    wanted = [f'"request_id":"{rid}"' for rid in continued]
+    by, paths = served_by(fleet, *wanted), tried(fleet, *wanted)
     assert all(by.get(rid) == ip[survivor] for rid in continued)
     failed = [o for o in outcomes if o.final != "ok"]
     # No hang, and only what the gateway had sent to the killed adapter before the kill may fail.

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import pytest
 
+from .conftest import logged
+
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -234,8 +236,8 @@ def test_408_and_499_close_the_connection_and_are_logged(gateways: Gateways) -> 
     with socket.create_connection(("127.0.0.1", gateways.main), timeout=10) as sock:
         sock.sendall(request("GET", "/v1/499/slow"))
         time.sleep(0.3)
-    time.sleep(1.5)
-    entries = [json.loads(line) for line in gateways.log().splitlines() if line.startswith('{"time"')]
+    log = logged(gateways.log, '"uri":"/v1/408-head"', '"uri":"/v1/408-body"', '"uri":"/v1/499/slow"')
+    entries = [json.loads(line) for line in log.splitlines() if line.startswith('{"time"')]
     by_uri = {e["uri"]: e["status"] for e in entries}
     assert by_uri.get("/v1/408-head") == 408 and by_uri.get("/v1/408-body") == 408
     assert by_uri.get("/v1/499/slow") == 499

@@ -10,7 +10,7 @@ import uuid
 import openai
 import pytest
 
-from .conftest import Stack
+from .conftest import Stack, logged
 
 pytestmark = pytest.mark.integration
 
@@ -139,7 +139,7 @@ def test_gateway_health_and_request_ids(stack: Stack) -> None:
         assert resp.status_code == 200 and resp.headers["x-request-id"] == rid
         ready = http.get("/vllm/readyz")
         assert ready.status_code == 200 and ready.json()["status"] == "ready"
-        logs = stack.compose_cmd("logs", "gateway").stdout
+        logs = logged(lambda: stack.compose_cmd("logs", "gateway").stdout, f'"request_id":"{rid}"')
         assert f'"request_id":"{rid}"' in logs
 
 
