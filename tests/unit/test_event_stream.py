@@ -70,10 +70,9 @@ async def test_a_whole_stream_then_its_background(server: str) -> None:
 
 
 async def test_a_client_that_leaves_stops_the_generator(server: str) -> None:
-    async with httpx.AsyncClient() as client:
-        async with client.stream("GET", f"{server}/long") as r:
-            async for _ in r.aiter_raw():
-                break  # the first event, then away
+    async with httpx.AsyncClient() as client, client.stream("GET", f"{server}/long") as r:
+        async for _ in r.aiter_raw():
+            break  # the first event, then away
     for _ in range(100):
         if "returned" in seen:
             break
