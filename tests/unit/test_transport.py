@@ -127,3 +127,32 @@ async def test_pool_limit_waits_then_times_out(standin: str) -> None:
         await held.aclose()  # not read to its end: closed, and the slot freed
         resp = await client.get(standin + "/models")
         assert resp.status_code == 200
+
+
+async def test_a_stalled_body_is_a_read_timeout() -> None:
+    """Headers and a first chunk, then nothing: the body read ends in httpx.ReadTimeout after the read
+    timeout (the lean transport's own timer)."""
+    stalled = asyncio.Event()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nfirst\r\n")
+        await writer.drain()
+        await stalled.wait()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/v1/x"
+    try:
+        async with httpx.AsyncClient(transport=FastTransport(), timeout=httpx.Timeout(5.0, read=0.2)) as client:
+            got = []
+            loop = asyncio.get_running_loop()
+            start = loop.time()
+            with pytest.raises(httpx.ReadTimeout):
+                async with client.stream("GET", url) as resp:
+                    async for chunk in resp.aiter_raw():
+                        got.append(chunk)
+            assert got == [b"first"] and 0.15 < loop.time() - start < 2
+    finally:
+        stalled.set()
+        server.close()
