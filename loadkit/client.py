@@ -191,7 +191,12 @@ class Held:
     readers: list[asyncio.Task] = field(default_factory=list)
     opened: int = 0  # streams that delivered their first generated text
     errors: int = 0
+    why: dict[str, int] = field(default_factory=dict)  # each failure's cause, counted
     first: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def failed(self, why: str) -> None:
+        self.errors += 1
+        self.why[why] = self.why.get(why, 0) + 1
 
     def close(self) -> None:
         for task in self.readers:
@@ -222,15 +227,16 @@ async def hold_streams(
     async def one() -> None:
         try:
             reader, writer = await asyncio.open_connection(host, port)
-        except OSError:
-            held.errors += 1
+        except OSError as exc:
+            held.failed(f"connect: {exc.strerror or type(exc).__name__}")
             return
         held.writers.append(writer)
         writer.write(raw)
-        got = False
+        got, why = False, "ended before its first token"
         try:
             head = await reader.readuntil(b"\r\n\r\n")
             if status_of(head) != 200:
+                why = f"HTTP {status_of(head)}"
                 raise ValueError(head[:100])
             async for data in sse_payloads(reader):
                 if not got and token_events(data):
@@ -240,10 +246,12 @@ async def hold_streams(
                         held.first.set()
         except asyncio.CancelledError:
             raise
-        except (OSError, asyncio.IncompleteReadError, ValueError):
+        except (OSError, asyncio.IncompleteReadError) as exc:
+            why = getattr(exc, "strerror", None) or type(exc).__name__
+        except ValueError:
             pass
         if not got:
-            held.errors += 1
+            held.failed(why)
             if held.opened + held.errors >= target:
                 held.first.set()
 

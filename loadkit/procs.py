@@ -56,3 +56,17 @@ def rss_mb(pids: list[int]) -> float:
 def loadavg() -> list[float]:
     with open("/proc/loadavg") as fh:
         return [float(x) for x in fh.read().split()[:3]]
+
+
+def cpu_times() -> list[int]:
+    """The machine's CPU time so far (/proc/stat, all cores): user, nice, system, idle, iowait, irq,
+    softirq, steal, in clock ticks."""
+    with open("/proc/stat") as fh:
+        return [int(x) for x in fh.readline().split()[1:9]]
+
+
+def steal_share(before: list[int], after: list[int]) -> float:
+    """The share of the machine's CPU time between two `cpu_times()` that the hypervisor gave to other
+    guests (steal): a virtual machine's noise no load average shows."""
+    d = [b - a for a, b in zip(before, after, strict=True)]
+    return round(d[7] / max(1, sum(d)), 3)

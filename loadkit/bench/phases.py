@@ -219,10 +219,11 @@ async def _hold(p: Target, counts: tuple[int, ...], timeout: float, res: dict) -
             res[str(n)] = {
                 "open": held.opened,
                 "errors": held.errors,
+                "why": dict(held.why),
                 "seconds": took,
                 "rss_mb": {part.name: rss_mb(part.pids()) for part in p.parts},
             }
-            say(f"  {p.key:10s} {n} asked: {held.opened} open, {held.errors} failed in {took:.1f} s; "
+            say(f"  {p.key:10s} {n} asked: {held.opened} open, {held.errors} failed {held.why or ''} in {took:.1f} s; "
                 f"RSS {res[str(n)]['rss_mb']}")  # fmt: skip
             if held.opened < n:
                 break  # it could not hold this many: the larger count would only time out

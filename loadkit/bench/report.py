@@ -32,6 +32,15 @@ LABELS = {
 }
 
 
+def steal_line(r: dict) -> str:
+    """Steal time (/proc/stat): what other guests of the host took from this virtual machine's cores."""
+    if "steal_run" not in r:
+        return "not recorded"
+    mid = r.get("steal_proxy_phases")
+    during = f"{mid:.1%} during the proxy phases, " if mid is not None else ""
+    return f"{during}{r['steal_run']:.1%} over the whole run (/proc/stat; 0 on a quiet host)"
+
+
 def f(x: float | None, digits: int = 2) -> str:
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "n/a"
@@ -73,6 +82,7 @@ def block(r: dict[str, Any], plot_name: str) -> str:
         f"| machine | {v['machine']}, kernel {v['kernel']}, Docker {v['docker']} |",
         f"| load average (1/5/15 min) | start {r['loadavg_start']}, after the proxy phases {r.get('loadavg_mid')}, "
         f"end {r['loadavg_end']} |",
+        f"| CPU stolen by the hypervisor | {steal_line(r)} |",
         f"| modelyard | commit {v['commit']}, image `{v['adapter_image']}`: Python {v['python']}, {v['adapter']} |",
         f"| gateway, nginx alone | {v['nginx']} (the modelyard/gateway image) |",
         f"| LiteLLM | litellm[proxy] {v['litellm']} from PyPI, one worker, no database, no callbacks |",
@@ -155,7 +165,9 @@ def block(r: dict[str, Any], plot_name: str) -> str:
                     cells.append("not tried (could not hold the smaller count)")
                     continue
                 rss = ", ".join(f"{n} {m:.0f} MB" for n, m in y["rss_mb"].items())
-                cells.append(f"{y['open']:,} / {y['errors']:,}, {y['seconds']:.1f} s, {rss}")
+                why = "; ".join(f"{n:,} {w}" for w, n in sorted((y.get("why") or {}).items(), key=lambda i: -i[1]))
+                why = f" ({why})" if why else ""
+                cells.append(f"{y['open']:,} / {y['errors']:,}{why}, {y['seconds']:.1f} s, {rss}")
             lines.append(f"| {LABELS.get(key, key)} | {idle} | " + " | ".join(cells) + " |")
 
     lines += engine_lines(r) + cost_lines(r) + before_after(r)

@@ -13,7 +13,7 @@ from pathlib import Path
 from loadkit.bench import costs, engine, phases, report
 from loadkit.bench.lab import LOAD_CPU, STREAM_CADENCE_MS, STREAM_CHUNKS, BenchLab, Images, say
 from loadkit.bench.phases import Plan
-from loadkit.procs import loadavg
+from loadkit.procs import cpu_times, loadavg, steal_share
 
 
 def prepare() -> None:
@@ -33,7 +33,7 @@ def run(images: Images, venv: Path, portkey: Path, plan: Plan, with_engine: bool
     lab = BenchLab(images, venv, portkey=portkey)
     t0 = time.time()
     r: dict = {"started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), "command": command}
-    r["loadavg_start"] = loadavg()
+    r["loadavg_start"], cpu_start = loadavg(), cpu_times()
     try:
         lab.up()
         r["versions"] = lab.versions()
@@ -48,7 +48,8 @@ def run(images: Images, venv: Path, portkey: Path, plan: Plan, with_engine: bool
             say(f"cost phases failed: {exc}")
         r["streaming"] = phases.streaming(lab, plan, STREAM_CHUNKS, STREAM_CADENCE_MS)
         r["open_streams"] = phases.open_streams(lab, plan, start_engine=with_engine)
-        r["loadavg_mid"] = loadavg()
+        r["loadavg_mid"], cpu_mid = loadavg(), cpu_times()
+        r["steal_proxy_phases"] = steal_share(cpu_start, cpu_mid)
         if with_engine:
             try:
                 r["engine"] = engine.engine(lab, plan)
@@ -59,6 +60,7 @@ def run(images: Images, venv: Path, portkey: Path, plan: Plan, with_engine: bool
         r["skipped"] = lab.skipped
         r["seconds"] = time.time() - t0
         r["loadavg_end"] = loadavg()
+        r["steal_run"] = steal_share(cpu_start, cpu_times())
         r["finished"] = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(r, indent=1))
