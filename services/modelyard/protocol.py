@@ -4,8 +4,9 @@ uvicorn writes a reply's status line and headers, then its body, as two `transpo
 plain reply costs two socket sends here and, in the gateway in front, two wake-ups and two reads of the
 same reply (docs/benchmarks.md: the gateway's CPU a request halves without the second one). Corking holds
 the writes of the current turn and sends them joined when the turn ends (`loop.call_soon`), before the loop
-next waits on sockets: nothing is held past the turn that wrote it, so a stream's events still leave as
-they are produced, and a close, a WebSocket hand-over or an end-of-file sends what is held first.
+next waits on sockets, or at once when the reply is complete: nothing is held past the turn that wrote
+it, so a stream's events still leave as they are produced, and a close, a WebSocket hand-over or an
+end-of-file sends what is held first.
 """
 
 from __future__ import annotations
@@ -73,3 +74,9 @@ class HttpProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(CorkedTransport(transport, asyncio.get_running_loop()))  # type: ignore[arg-type]
+
+    def on_response_complete(self) -> None:
+        # A reply's last bytes leave as soon as it is complete, not when the handler's turn ends: what the
+        # handler does after its reply (the usage ledger, metrics, capture) is not the client's wait.
+        self.transport.flush()  # type: ignore[attr-defined]
+        super().on_response_complete()

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import threading
+import time
 from typing import Any
 
 import httpx
@@ -117,6 +119,8 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
     await send({"type": "http.response.start", "status": 200, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+    if scope["path"] == "/late":
+        time.sleep(0.5)  # the handler's own work after its reply, in the same turn
 
 
 @pytest.fixture
@@ -148,3 +152,21 @@ async def test_uvicorn_serves_replies_streams_and_websockets_through_it(server: 
     async with websockets.connect(f"ws://{server}/ws") as ws:
         await ws.send("hi")
         assert await ws.recv() == "echo hi"
+
+
+async def test_a_complete_reply_leaves_before_the_handlers_after_work(server: str) -> None:
+    host, port = server.split(":")
+    arrived: list[float] = []
+
+    def client() -> None:
+        with socket.create_connection((host, int(port))) as sock:
+            start = time.monotonic()
+            sock.sendall(b"POST /late HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\n\r\n")
+            sock.recv(4096)
+            arrived.append(time.monotonic() - start)
+
+    thread = threading.Thread(target=client)
+    thread.start()
+    while thread.is_alive():
+        await asyncio.sleep(0.01)
+    assert arrived and arrived[0] < 0.4  # not held until the handler's turn ended (0.5 s later)
