@@ -4,16 +4,14 @@ background task runs after it, and a client that goes away stops the generator w
 from __future__ import annotations
 
 import asyncio
-import socket
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from starlette.background import BackgroundTask
 
-from modelyard.protocol import HttpProtocol
 from modelyard.relay import EventStream
+from tests.unit.uvicorn_server import lifespan, serving
 
 seen: list[str] = []
 
@@ -33,9 +31,7 @@ async def events(n: int, pause: float) -> Any:
 
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if scope["type"] == "lifespan":
-        while (await receive())["type"] != "lifespan.shutdown":
-            await send({"type": "lifespan.startup.complete"})
-        await send({"type": "lifespan.shutdown.complete"})
+        await lifespan(receive, send)
         return
     n, pause = (3, 0.01) if scope["path"] == "/short" else (1000, 0.05)
     done = BackgroundTask(seen.append, "background")
@@ -46,15 +42,8 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 @pytest.fixture
 async def server() -> Any:
     seen.clear()
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    srv = uvicorn.Server(uvicorn.Config(app, http=HttpProtocol, log_config=None, lifespan="on"))
-    task = asyncio.create_task(srv.serve(sockets=[sock]))
-    while not srv.started:
-        await asyncio.sleep(0.01)
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    srv.should_exit = True
-    await task
+    async with serving(app) as address:
+        yield f"http://{address}"
 
 
 async def test_a_whole_stream_then_its_background(server: str) -> None:

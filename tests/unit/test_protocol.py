@@ -11,10 +11,10 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 import websockets
 
-from modelyard.protocol import CorkedTransport, HttpProtocol
+from modelyard.protocol import CorkedTransport
+from tests.unit.uvicorn_server import lifespan, serving
 
 
 class Recorder:
@@ -96,9 +96,7 @@ async def test_abort_drops_and_a_closed_peer_gets_nothing() -> None:
 
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if scope["type"] == "lifespan":
-        while (await receive())["type"] != "lifespan.shutdown":
-            await send({"type": "lifespan.startup.complete"})
-        await send({"type": "lifespan.shutdown.complete"})
+        await lifespan(receive, send)
         return
     if scope["type"] == "websocket":
         await receive()
@@ -125,16 +123,8 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 @pytest.fixture
 async def server() -> Any:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    config = uvicorn.Config(app, http=HttpProtocol, log_config=None, lifespan="on")
-    srv = uvicorn.Server(config)
-    task = asyncio.create_task(srv.serve(sockets=[sock]))
-    while not srv.started:
-        await asyncio.sleep(0.01)
-    yield f"127.0.0.1:{sock.getsockname()[1]}"
-    srv.should_exit = True
-    await task
+    async with serving(app) as address:
+        yield address
 
 
 async def test_uvicorn_serves_replies_streams_and_websockets_through_it(server: str) -> None:
