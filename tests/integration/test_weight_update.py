@@ -135,7 +135,8 @@ def test_pause_update_resume_under_load(fleet: FleetStack) -> None:
 
     # Nothing was answered while a gate was shut; what was sent then waited and got the new version.
     for up in (wait, abort):
-        assert not [o for o in outcomes if up.paused < o.done < up.resume_sent], up
+        # (An aborted stream's own policy_update may land just after the pause's reply: it is the abort.)
+        assert not [o for o in outcomes if up.paused < o.done < up.resume_sent and o.final == "ok"], up
         # Queued: sent once the pause was asked for, answered after the resume (the clients' next requests
         # reach the gate while it drains, so they are usually sent before the pause returns).
         queued = [o for o in outcomes if up.pause_sent < o.sent < up.resume_sent < o.done]
